@@ -1,0 +1,202 @@
+// Takes a re-executed child over before `main`, and the fork server's loop.
+//
+// A child spawned by the library is the program's own binary, started again
+// with MP_BOOT_ENV set. The constructor below runs before `main`: it removes
+// the marker, finishes the image's initialisation (with a static Swift
+// standard library the runtime's own initialisers come after this one in
+// `.init_array`), then runs the child's work and exits, so the program's
+// `main` never runs in the child.
+#define _GNU_SOURCE
+#include "CMultiprocessing.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/// Defined in Swift (`@_cdecl`): runs the job found on MP_FD_JOB, returns
+/// the exit code.
+extern int swift_multiprocessing_child_main(void) __attribute__((weak));
+
+typedef void (*init_fn)(int, char **, char **);
+extern init_fn __init_array_start[] __attribute__((weak, visibility("hidden")));
+extern init_fn __init_array_end[] __attribute__((weak, visibility("hidden")));
+
+static void mp_boot(int argc, char **argv, char **envp);
+
+static void run_later_initializers(int argc, char **argv, char **envp) {
+    if (!__init_array_start || !__init_array_end) return;
+    init_fn *entry = __init_array_start;
+    while (entry < __init_array_end && *entry != (init_fn)mp_boot) entry++;
+    if (entry == __init_array_end) return;
+    for (entry++; entry < __init_array_end; entry++) (*entry)(argc, argv, envp);
+}
+
+static void run_child_and_exit(void) {
+    int code = 70;
+    if (swift_multiprocessing_child_main) {
+        code = swift_multiprocessing_child_main();
+    } else {
+        static const char msg[] = "swift-multiprocessing: the child entry point is not linked into this binary\n";
+        (void)!write(2, msg, sizeof(msg) - 1);
+    }
+    fflush(NULL);
+    _exit(code);
+}
+
+__attribute__((constructor(101))) static void mp_boot(int argc, char **argv, char **envp) {
+    const char *value = getenv(MP_BOOT_ENV);
+    if (!value) return;
+    char mode[32] = {0};
+    int extras = 0;
+    if (sscanf(value, "%31[a-z]:%d", mode, &extras) != 2) return;
+    unsetenv(MP_BOOT_ENV);
+    // Initialisers that run after this one (the Swift runtime's, with a static
+    // standard library) would otherwise never run: this function does not
+    // return to the C library.
+    run_later_initializers(argc, argv, envp);
+    mp_set_boot_extra_count(extras);
+    if (strcmp(mode, "forkserver") == 0) {
+        mp_forkserver_serve(MP_FD_JOB);
+        mp_set_boot_mode(2);
+    } else {
+        mp_set_boot_mode(1);
+        mp_watch_lifeline(MP_FD_LIFELINE);
+    }
+    run_child_and_exit();
+}
+
+// The fork server.
+//
+// It is a spawned child that never runs Swift code: it waits on its control
+// socket for requests, forks, and reports each worker's pid and, later, its
+// wait status on the reply descriptor that came with the request. It exits
+// when its lifeline (the parent) or its control socket goes away; its workers
+// watch the same lifeline and follow.
+
+enum { MP_MAX_WORKERS = 4096 };
+static pid_t worker_pids[MP_MAX_WORKERS];
+static int worker_replies[MP_MAX_WORKERS];
+static int sigchld_pipe[2] = {-1, -1};
+
+static void on_sigchld(int sig) {
+    (void)sig;
+    int saved = errno;
+    char byte = 0;
+    (void)!write(sigchld_pipe[1], &byte, 1);
+    errno = saved;
+}
+
+static void report_exits(void) {
+    for (;;) {
+        int status = 0;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) return;
+        for (int i = 0; i < MP_MAX_WORKERS; i++) {
+            if (worker_pids[i] != pid) continue;
+            int32_t reply[2] = {(int32_t)pid, (int32_t)status};
+            mp_write_all(worker_replies[i], reply, sizeof(reply));
+            close(worker_replies[i]);
+            worker_pids[i] = 0;
+            worker_replies[i] = -1;
+            break;
+        }
+    }
+}
+
+/// Places the received descriptors at MP_FD_JOB, MP_FD_RESULT and
+/// MP_FD_FIRST_EXTRA on, in a new worker.
+static void place_worker_fds(const int *fds, int nfds) {
+    int high[32];
+    for (int i = 0; i < nfds; i++) high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64);
+    int target = MP_FD_JOB;
+    for (int i = 0; i < nfds; i++) {
+        mp_dup_to(high[i], target, 0);
+        close(high[i]);
+        target = (target == MP_FD_RESULT) ? MP_FD_FIRST_EXTRA : target + 1;
+    }
+    mp_close_from(MP_FD_FIRST_EXTRA + (nfds - 2));
+}
+
+void mp_forkserver_serve(int control) {
+    if (mp_pipe_cloexec(sigchld_pipe) != 0) _exit(71);
+    fcntl(sigchld_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(sigchld_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    for (int i = 0; i < MP_MAX_WORKERS; i++) worker_replies[i] = -1;
+
+    struct pollfd polls[3] = {
+        {.fd = control, .events = POLLIN},
+        {.fd = MP_FD_LIFELINE, .events = POLLIN},
+        {.fd = sigchld_pipe[0], .events = POLLIN},
+    };
+    for (;;) {
+        int ready = poll(polls, 3, -1);
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            _exit(72);
+        }
+        if (polls[1].revents) _exit(0);
+        if (polls[2].revents) {
+            char drain[64];
+            while (read(sigchld_pipe[0], drain, sizeof(drain)) > 0) {}
+            report_exits();
+        }
+        if (!polls[0].revents) continue;
+
+        // A request: one byte of payload, descriptors [reply, job, result, extras...].
+        char payload[8];
+        int fds[32];
+        int nfds = 0;
+        ssize_t n = mp_recv_with_fds(control, payload, sizeof(payload), fds, 32, &nfds);
+        if (n <= 0) _exit(0);
+        if (nfds < 3) {
+            for (int i = 0; i < nfds; i++) close(fds[i]);
+            continue;
+        }
+        int slot = -1;
+        for (int i = 0; i < MP_MAX_WORKERS; i++) {
+            if (worker_pids[i] == 0) { slot = i; break; }
+        }
+        pid_t pid = slot < 0 ? -1 : fork();
+        if (pid == 0) {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof(dfl));
+            dfl.sa_handler = SIG_DFL;
+            sigaction(SIGCHLD, &dfl, NULL);
+            close(control);
+            close(sigchld_pipe[0]);
+            close(sigchld_pipe[1]);
+            close(fds[0]);
+            for (int i = 0; i < MP_MAX_WORKERS; i++) {
+                if (worker_replies[i] >= 0) close(worker_replies[i]);
+            }
+            place_worker_fds(fds + 1, nfds - 1);
+            mp_set_boot_extra_count(nfds - 3);
+            mp_watch_lifeline(MP_FD_LIFELINE);
+            return;
+        }
+        int32_t reply[2] = {(int32_t)(pid < 0 ? -1 : pid), pid < 0 ? errno : 0};
+        if (pid > 0) {
+            worker_pids[slot] = pid;
+            worker_replies[slot] = fds[0];
+        }
+        // The pid goes first; the wait status follows when the worker exits.
+        mp_write_all(fds[0], reply, sizeof(int32_t));
+        if (pid < 0) close(fds[0]);
+        for (int i = 1; i < nfds; i++) close(fds[i]);
+        // A worker may have exited before its slot was recorded.
+        report_exits();
+    }
+}

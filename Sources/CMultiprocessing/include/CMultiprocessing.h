@@ -1,0 +1,75 @@
+// Private C shim of swift-multiprocessing: the Linux calls that Swift's Glibc
+// module does not import (GNU extensions, raw syscalls, CMSG macros), and the
+// start-up hook that takes over a re-executed child before `main`.
+#ifndef C_MULTIPROCESSING_H
+#define C_MULTIPROCESSING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The environment variable that marks a re-executed child. The start-up hook
+/// removes it before any Swift code runs.
+#define MP_BOOT_ENV "SWIFT_MULTIPROCESSING_BOOT"
+
+/// Descriptor numbers every child finds its channel on.
+#define MP_FD_JOB 3     /* parent -> child: the job frame */
+#define MP_FD_RESULT 4  /* child -> parent: the outcome frame */
+#define MP_FD_LIFELINE 5 /* EOF when the parent is gone */
+#define MP_FD_FIRST_EXTRA 6
+
+/// How the process was started: 0 = not a child of this library,
+/// 1 = spawned, 2 = forked by the fork server, 3 = forked by `fork` start.
+int mp_boot_mode(void);
+void mp_set_boot_mode(int mode);
+/// Number of extra descriptors (from MP_FD_FIRST_EXTRA on) the child received.
+int mp_boot_extra_count(void);
+void mp_set_boot_extra_count(int count);
+
+/// pipe2(O_CLOEXEC).
+int mp_pipe_cloexec(int fds[2]);
+/// Sets the capacity of a pipe (F_SETPIPE_SZ); returns the new size or -1.
+int mp_set_pipe_size(int fd, int size);
+/// dup3(old, new, 0): like dup2 but an error when old == new.
+int mp_dup_to(int oldfd, int newfd, int cloexec);
+int mp_close_from(int lowfd);
+int mp_pidfd_open(pid_t pid);
+int mp_pidfd_send_signal(int pidfd, int sig);
+long mp_thread_count(void);
+int mp_affinity_cpu_count(void);
+int mp_memfd_create(const char *name, int cloexec);
+
+/// posix_spawn of /proc/self/exe with argv/envp, placing `fds[i]` at
+/// descriptor MP_FD_JOB + i in the child and closing every other descriptor
+/// above 2. Standard input becomes /dev/null. Returns 0 or an errno value.
+int mp_spawn_self(pid_t *pid, const int *fds, int nfds, char *const argv[], char *const envp[]);
+
+/// Sends `len` bytes and `nfds` descriptors (SCM_RIGHTS) in one sendmsg.
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/// Receives up to `len` bytes and up to `maxfds` descriptors (made close-on-exec).
+ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+/// Starts a thread that kills this process (SIGKILL) when `fd` reports
+/// end-of-file or hang-up: the parent's end of the lifeline is gone.
+int mp_watch_lifeline(int fd);
+/// Number of threads this library started in the current process.
+int mp_own_thread_count(void);
+
+/// Runs the fork server's loop on `control` until the parent goes away, then
+/// exits. Returns only in a freshly forked worker, whose descriptors are in
+/// place (see MP_FD_*).
+void mp_forkserver_serve(int control);
+
+/// Writes `len` bytes, retrying on EINTR and short writes. 0 or errno.
+int mp_write_all(int fd, const void *buf, size_t len);
+/// Reads exactly `len` bytes. 0, errno, or -1 on end-of-file.
+int mp_read_all(int fd, void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,281 @@
+// The Linux calls Swift's Glibc module does not import, wrapped one each.
+#define _GNU_SOURCE
+#include "CMultiprocessing.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+static int boot_mode = 0;
+static int boot_extra_count = 0;
+static atomic_int own_threads = 0;
+
+int mp_boot_mode(void) { return boot_mode; }
+void mp_set_boot_mode(int mode) { boot_mode = mode; }
+int mp_boot_extra_count(void) { return boot_extra_count; }
+void mp_set_boot_extra_count(int count) { boot_extra_count = count; }
+int mp_own_thread_count(void) { return atomic_load(&own_threads); }
+
+int mp_pipe_cloexec(int fds[2]) {
+#if defined(__linux__)
+    return pipe2(fds, O_CLOEXEC);
+#else
+    if (pipe(fds) != 0) return -1;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+#endif
+}
+
+int mp_set_pipe_size(int fd, int size) {
+#if defined(__linux__)
+    return fcntl(fd, F_SETPIPE_SZ, size);
+#else
+    (void)fd; (void)size;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+int mp_dup_to(int oldfd, int newfd, int cloexec) {
+#if defined(__linux__)
+    return dup3(oldfd, newfd, cloexec ? O_CLOEXEC : 0);
+#else
+    int r = dup2(oldfd, newfd);
+    if (r >= 0 && cloexec) fcntl(newfd, F_SETFD, FD_CLOEXEC);
+    return r;
+#endif
+}
+
+int mp_close_from(int lowfd) {
+#if defined(__linux__)
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return 0;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = lowfd; fd < max; fd++) close((int)fd);
+    return 0;
+}
+
+int mp_pidfd_open(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_pidfd_send_signal(int pidfd, int sig) {
+#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    (void)pidfd; (void)sig;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+long mp_thread_count(void) {
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    long count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] != '.') count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+int mp_affinity_cpu_count(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+#else
+    return -1;
+#endif
+}
+
+int mp_memfd_create(const char *name, int cloexec) {
+#if defined(__linux__)
+    return memfd_create(name, cloexec ? MFD_CLOEXEC : 0);
+#else
+    (void)name; (void)cloexec;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mp_read_all(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (n == 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+// Descriptors are first moved above every target slot, so that placing one
+// can never overwrite another that is still to be placed.
+#define MP_HIGH_FD 64
+
+int mp_spawn_self(pid_t *pid, const int *fds, int nfds, char *const argv[], char *const envp[]) {
+    int high[16];
+    if (nfds > 16) return EINVAL;
+    for (int i = 0; i < nfds; i++) high[i] = -1;
+    int err = 0;
+    for (int i = 0; i < nfds; i++) {
+        if (fds[i] < 0) continue;
+        high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, MP_HIGH_FD);
+        if (high[i] < 0) { err = errno; goto out; }
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    if ((err = posix_spawn_file_actions_init(&actions))) goto out;
+    if ((err = posix_spawnattr_init(&attr))) { posix_spawn_file_actions_destroy(&actions); goto out; }
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    for (int i = 0; i < nfds; i++) {
+        if (high[i] >= 0) posix_spawn_file_actions_adddup2(&actions, high[i], MP_FD_JOB + i);
+    }
+#if defined(__linux__)
+    posix_spawn_file_actions_addclosefrom_np(&actions, MP_FD_JOB + nfds);
+#endif
+    err = posix_spawn(pid, "/proc/self/exe", &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+out:
+    for (int i = 0; i < nfds; i++) {
+        if (high[i] >= 0) close(high[i]);
+    }
+    return err;
+}
+
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    char control[CMSG_SPACE(sizeof(int) * 32)];
+    if (nfds > 32) { errno = EINVAL; return -1; }
+    if (nfds > 0) {
+        memset(control, 0, sizeof(control));
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)nfds);
+    }
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds) {
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    char control[CMSG_SPACE(sizeof(int) * 32)];
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    *nfds = 0;
+    ssize_t n;
+    int flags = 0;
+#if defined(__linux__)
+    flags = MSG_CMSG_CLOEXEC;
+#endif
+    do { n = recvmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *received = (int *)CMSG_DATA(cmsg);
+        for (int i = 0; i < count; i++) {
+            if (*nfds < maxfds) fds[(*nfds)++] = received[i];
+            else close(received[i]);
+        }
+    }
+    return n;
+}
+
+static void *lifeline_watch(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&p, 1, -1);
+        if (r < 0 && errno == EINTR) continue;
+        // Nobody writes to a lifeline: readable means end-of-file.
+        kill(getpid(), SIGKILL);
+        _exit(137);
+    }
+    return NULL;
+}
+
+int mp_watch_lifeline(int fd) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    // The watcher must never run a signal handler meant for the program.
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t thread;
+    int err = pthread_create(&thread, &attr, lifeline_watch, (void *)(intptr_t)fd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err == 0) atomic_fetch_add(&own_threads, 1);
+    return err;
+}
+
+// After fork only the forking thread exists: the watcher is not copied.
+static void reset_own_threads_in_child(void) { atomic_store(&own_threads, 0); }
+
+__attribute__((constructor)) static void mp_register_atfork(void) {
+    pthread_atfork(NULL, NULL, reset_own_threads_in_child);
+}
