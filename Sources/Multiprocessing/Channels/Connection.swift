@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+import Synchronization
+
+/// One end of a message channel between processes (Python's `Pipe()`).
+///
+/// Make a pair with ``pipe(duplex:)``, keep one end and hand the other to a
+/// child inside its task value. Messages keep their boundaries: each
+/// ``send(_:)`` arrives as exactly one ``receive(_:)``. Values travel in the
+/// library's binary wire format; raw bytes travel as they are.
+///
+/// ```swift
+/// let (parentEnd, childEnd) = try Connection.pipe()
+/// let child = try ChildProcess(Echo(connection: childEnd))
+/// try child.start()
+/// try parentEnd.send("hello")
+/// let reply: String = try parentEnd.receive()
+/// ```
+///
+/// Each direction is a pipe (the fastest blocking transport on Linux; a duplex
+/// connection is two pipes). Sends from several threads are serialized, and so
+/// are receives.
+///
+/// - Important: When the other end is closed (or its process exits), a
+///   receive throws ``MultiprocessingError`` with code `.endOfStream` and a
+///   send throws the same code: nothing blocks forever on a peer that is gone.
+public final class Connection: @unchecked Sendable {
+    // @unchecked: the descriptors are set once; reads are serialized by
+    // `reader`, writes by `writeLock`, and closing by `closed`.
+    let readFD: Int32
+    let writeFD: Int32
+    private let reader: Mutex<FrameReader>
+    private let writeLock = Mutex(())
+    private let closed = Atomic(false)
+
+    /// The largest message this end accepts; a frame that claims more fails
+    /// with `.decodingFailed` without allocating.
+    public let maximumMessageSize: Int
+
+    init(readFD: Int32, writeFD: Int32, maximumMessageSize: Int = 1 << 32) {
+        self.readFD = readFD
+        self.writeFD = writeFD
+        self.maximumMessageSize = maximumMessageSize
+        reader = Mutex(FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16))
+        Platform.ignoreBrokenPipeSignal()
+    }
+
+    deinit {
+        if !closed.load(ordering: .relaxed) {
+            Platform.close(readFD)
+            Platform.close(writeFD)
+        }
+    }
+
+    /// Makes a connected pair.
+    ///
+    /// - Parameter duplex: When `true` (the default) both ends send and
+    ///   receive. When `false` the first end only receives and the second
+    ///   only sends, as in Python's `Pipe(duplex=False)`.
+    /// - Returns: The two ends.
+    /// - Throws: ``MultiprocessingError`` with code `.systemCall` when the
+    ///   pipes cannot be created (for example when the process is out of
+    ///   descriptors).
+    public static func pipe(duplex: Bool = true) throws -> (Connection, Connection) {
+        let forward = try Platform.makePipe()
+        guard duplex else {
+            return (Connection(readFD: forward.read, writeFD: -1), Connection(readFD: -1, writeFD: forward.write))
+        }
+        let backward: (read: Int32, write: Int32)
+        do {
+            backward = try Platform.makePipe()
+        } catch {
+            Platform.close(forward.read)
+            Platform.close(forward.write)
+            throw error
+        }
+        return (
+            Connection(readFD: forward.read, writeFD: backward.write),
+            Connection(readFD: backward.read, writeFD: forward.write)
+        )
+    }
+
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// Whether this end can receive.
+    public var isReadable: Bool { readFD >= 0 }
+
+    /// Whether this end can send.
+    public var isWritable: Bool { writeFD >= 0 }
+
+    /// Closes this end. The peer's receives then end with `.endOfStream`.
+    /// Closing twice does nothing.
+    public func close() {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        Platform.close(readFD)
+        Platform.close(writeFD)
+    }
+
+    /// Sends a value.
+    ///
+    /// - Parameter value: Any `Encodable` value; it is encoded before anything
+    ///   is written, so an encoding error leaves the connection untouched.
+    /// - Throws: `.encodingFailed` when the value cannot be encoded,
+    ///   `.endOfStream` when the other end is closed, `.closed` when this end is.
+    public func send<T: Encodable>(_ value: T) throws {
+        let fd = try writable()
+        var buffer: [UInt8] = [0, 0, 0, 0]
+        try WireEncoder().encode(value, into: &buffer)
+        try writeLock.withLock { _ in try Frame.write(reservedHeader: &buffer, to: fd) }
+    }
+
+    /// Receives the next value.
+    ///
+    /// - Parameter type: The type the peer sent.
+    /// - Returns: The decoded value.
+    /// - Throws: `.endOfStream` when the other end closed, `.decodingFailed`
+    ///   when the message is not a `T`.
+    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
+    public func receive<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        let bytes = try receiveBytes()
+        return try WireDecoder().decode(T.self, from: bytes)
+    }
+
+    /// Receives the next value without blocking a thread of the cooperative pool.
+    public func receive<T: Decodable & Sendable>(_ type: T.Type = T.self) async throws -> T {
+        let bytes = try await receiveBytes()
+        return try WireDecoder().decode(T.self, from: bytes)
+    }
+
+    /// Sends raw bytes as one message (Python's `send_bytes`).
+    public func sendBytes(_ bytes: UnsafeRawBufferPointer) throws {
+        let fd = try writable()
+        try writeLock.withLock { _ in try Frame.write(bytes, to: fd) }
+    }
+
+    /// Sends raw bytes as one message (Python's `send_bytes`).
+    public func sendBytes(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try sendBytes($0) }
+    }
+
+    /// Receives the next message as raw bytes (Python's `recv_bytes`).
+    ///
+    /// - Throws: `.endOfStream` when the other end closed; `.decodingFailed`
+    ///   when a frame claims more than ``maximumMessageSize``.
+    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
+    public func receiveBytes() throws -> [UInt8] {
+        try receiveFrame()
+    }
+
+    /// Receives the next message into a buffer the caller owns (Python's `recv_bytes_into`).
+    ///
+    /// Reusing one buffer for many large messages saves an allocation and its
+    /// page faults per message.
+    ///
+    /// - Parameter buffer: Where the message's bytes go.
+    /// - Returns: The message's length.
+    /// - Throws: `.invalidArgument` when the message is larger than `buffer`;
+    ///   the message then stays unread, so nothing is lost. `.endOfStream`
+    ///   when the other end closed.
+    @available(*, noasync, message: "Blocks the calling thread")
+    public func receiveBytes(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard readFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        // The caller's buffer is only used inside this call, on this thread;
+        // it crosses the lock's isolation boundary as a plain address.
+        let address = UInt(bitPattern: buffer.baseAddress)
+        let count = buffer.count
+        return try reader.withLock {
+            try $0.readFrame(into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count))
+        }
+    }
+
+    /// Receives the next message as raw bytes without blocking a cooperative thread.
+    public func receiveBytes() async throws -> [UInt8] {
+        if try waitReadable(timeout: .zero) { return try receiveFrame() }
+        return try await BlockingThreads.run { try self.receiveFrame() }
+    }
+
+    /// Whether a message (or the end of the stream) can be received without blocking.
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits until something arrives.
+    @available(*, noasync, message: "Use waitForMessage(timeout:) in async code")
+    public func poll(timeout: Duration? = .zero) throws -> Bool {
+        try waitReadable(timeout: timeout)
+    }
+
+    private func waitReadable(timeout: Duration?) throws -> Bool {
+        guard readFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        if reader.withLock({ $0.hasBufferedBytes }) { return true }
+        return try Platform.waitReadable([readFD], deadline: timeout.map { .now + $0 })[0]
+    }
+
+    /// Waits until a message (or the end of the stream) can be received, without blocking a cooperative thread.
+    public func waitForMessage(timeout: Duration? = nil) async throws -> Bool {
+        try await BlockingThreads.run { try self.waitReadable(timeout: timeout) }
+    }
+
+    private func receiveFrame() throws -> [UInt8] {
+        guard readFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        let limit = maximumMessageSize
+        return try reader.withLock { try $0.readFrame(limit: limit) }
+    }
+
+    private func writable() throws -> Int32 {
+        guard writeFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only receives")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        return writeFD
+    }
+}
+
+extension Connection: Codable {
+    /// Encodes this end for a child process: its descriptors travel beside the
+    /// encoded bytes (as inherited descriptors, or SCM_RIGHTS for the fork
+    /// server). Only the encoder that builds a child's task value can do this.
+    public func encode(to encoder: any Encoder) throws {
+        guard let transfer = encoder.userInfo[.descriptorTransfer] as? DescriptorTransfer else {
+            throw MultiprocessingError(
+                .encodingFailed,
+                "a Connection can travel only inside the task value of a child process it is handed to")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "a closed connection cannot be handed to a child") }
+        var container = encoder.unkeyedContainer()
+        try container.encode(readFD >= 0 ? transfer.add(readFD) : -1)
+        try container.encode(writeFD >= 0 ? transfer.add(writeFD) : -1)
+    }
+
+    public convenience init(from decoder: any Decoder) throws {
+        guard let transfer = decoder.userInfo[.descriptorTransfer] as? DescriptorTransfer else {
+            throw MultiprocessingError(
+                .decodingFailed, "a Connection can be decoded only from the task value of a child process")
+        }
+        var container = try decoder.unkeyedContainer()
+        let read = try transfer.take(container.decode(Int.self))
+        let write = try transfer.take(container.decode(Int.self))
+        self.init(readFD: read, writeFD: write)
+    }
+}

@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Dedicated threads for blocking system calls made on behalf of async code.
+///
+/// A blocking `poll` or `read` on a thread of Swift's cooperative pool would
+/// starve every other task (the pool has one thread per core), so async forms
+/// hand the blocking part to these threads and suspend. Threads are created on
+/// demand and parked when idle.
+final class BlockingThreads: @unchecked Sendable {
+    // @unchecked: `jobs` and `idle` are only touched with `mutex` held.
+    static let shared = BlockingThreads()
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wakeup = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [@Sendable () -> Void] = []
+    private var idle = 0
+
+    private init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wakeup, nil)
+    }
+
+    /// Runs `body` on a blocking thread and returns its result.
+    static func run<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { continuation in
+            shared.submit { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    private func submit(_ job: @escaping @Sendable () -> Void) {
+        pthread_mutex_lock(mutex)
+        jobs.append(job)
+        let startThread = idle == 0
+        if !startThread { pthread_cond_signal(wakeup) }
+        pthread_mutex_unlock(mutex)
+        if startThread { startThreadRunning { self.serve() } }
+    }
+
+    private func serve() {
+        pthread_mutex_lock(mutex)
+        while true {
+            while jobs.isEmpty {
+                idle += 1
+                pthread_cond_wait(wakeup, mutex)
+                idle -= 1
+            }
+            let job = jobs.removeFirst()
+            pthread_mutex_unlock(mutex)
+            job()
+            pthread_mutex_lock(mutex)
+        }
+    }
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Starts a detached pthread running `body`.
+func startThreadRunning(_ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    #if canImport(Glibc)
+    var thread = pthread_t()
+    #else
+    var thread: pthread_t?
+    #endif
+    let result = pthread_create(&thread, &attributes, { raw in
+        #if canImport(Glibc)
+        let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+        #else
+        let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+        #endif
+        body.body()
+        return nil
+    }, box)
+    pthread_attr_destroy(&attributes)
+    precondition(result == 0, "pthread_create failed: \(Platform.errorName(result))")
+}

@@ -1,0 +1,75 @@
+/// The one error type the library throws for its own failures.
+///
+/// Errors thrown by task code in a child are not wrapped: a `Codable` error
+/// arrives in the parent as its own type, any other error as ``RemoteError``.
+/// Everything the library itself detects (a system call that failed, a task
+/// type a child cannot find, a closed connection, bytes that do not decode)
+/// is a `MultiprocessingError` whose ``code`` says which kind of failure it is
+/// and whose ``message`` says what happened.
+public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The kind of failure. New codes may be added in later versions, so
+    /// `switch` over it with a `default` case.
+    public struct Code: Hashable, Sendable, Codable, CustomStringConvertible {
+        @usableFromInline let rawValue: String
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public init(from decoder: any Decoder) throws {
+            self.init(try decoder.singleValueContainer().decode(String.self))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        /// A system call failed; ``MultiprocessingError/errno`` holds the C error number.
+        public static let systemCall = Code("systemCall")
+        /// An argument is out of range or inconsistent with the object's state.
+        public static let invalidArgument = Code("invalidArgument")
+        /// A task type cannot be found by name in a child process.
+        public static let unresolvableTask = Code("unresolvableTask")
+        /// A value could not be encoded in the wire format.
+        public static let encodingFailed = Code("encodingFailed")
+        /// Bytes could not be decoded: truncated, corrupt or of another type.
+        public static let decodingFailed = Code("decodingFailed")
+        /// The other end of a connection was closed.
+        public static let endOfStream = Code("endOfStream")
+        /// The object was closed and cannot be used any more.
+        public static let closed = Code("closed")
+        /// The process has not been started yet.
+        public static let notStarted = Code("notStarted")
+        /// The process was already started; a process starts once.
+        public static let alreadyStarted = Code("alreadyStarted")
+        /// The process is still running.
+        public static let stillRunning = Code("stillRunning")
+        /// The child ended without delivering a result (killed by a signal,
+        /// or exited without finishing its task).
+        public static let processDied = Code("processDied")
+        /// `fork` was refused because the calling process runs other threads.
+        public static let unsafeFork = Code("unsafeFork")
+        /// A wait ran out of time.
+        public static let timedOut = Code("timedOut")
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What happened, in words a user can act on.
+    public var message: String
+    /// The C error number, when a system call failed.
+    public var errno: Int32?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    public var description: String {
+        if let errno {
+            return "\(message) (\(Platform.errorName(errno)))"
+        }
+        return message
+    }
+}

@@ -1,0 +1,504 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+import Synchronization
+
+/// A child process, whatever its result type (Python's `multiprocessing.Process`).
+///
+/// Create a ``ChildProcess``; this base class is what ``activeChildren()``
+/// returns and holds everything that does not depend on the result's type.
+public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked: mutable state lives in `state` (a Mutex); waiting for the
+    // child is serialized by `waitLock`, which also guards the descriptors
+    // that waiting reads from.
+
+    /// The process's name, also its ``currentProcess`` name inside the child.
+    public let name: String
+    /// How the process is (or will be) started.
+    public let startMethod: StartMethod
+
+    struct State {
+        enum Phase {
+            case created
+            case starting
+            case running(LaunchedChild)
+            case finished(pid: Int32)
+            case closed
+        }
+
+        var phase: Phase = .created
+        var daemon: Bool
+        var outcome: Outcome?
+        var outcomeRead = false
+        var status: TerminationStatus?
+    }
+
+    let state: Mutex<State>
+    private let waitLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
+
+    private static let counter = Atomic(0)
+
+    init(
+        name: String?, startMethod: StartMethod, daemon: Bool,
+        launch: @escaping @Sendable (ProcessIdentity) throws -> LaunchedChild
+    ) {
+        let number = Self.counter.add(1, ordering: .relaxed).newValue
+        self.name = name ?? "ChildProcess-\(number)"
+        self.startMethod = startMethod
+        self.launch = launch
+        state = Mutex(State(daemon: daemon))
+        pthread_mutex_init(waitLock, nil)
+    }
+
+    deinit {
+        state.withLock { state in
+            if case .running(let child) = state.phase { Self.release(child) }
+        }
+        pthread_mutex_destroy(waitLock)
+        waitLock.deallocate()
+    }
+
+    /// Whether the child is ended when its parent exits (Python's `daemon`).
+    ///
+    /// At a normal exit of the parent, daemon children are terminated and the
+    /// others are joined. Either way no child outlives its parent: if the
+    /// parent dies abruptly (even by SIGKILL) every child is killed at once.
+    /// A daemon process may not start children of its own. Set it before
+    /// ``start()``.
+    public var daemon: Bool {
+        get { state.withLock { $0.daemon } }
+        set { state.withLock { $0.daemon = newValue } }
+    }
+
+    /// The child's process id, once started.
+    public var pid: Int32? {
+        state.withLock { state in
+            switch state.phase {
+            case .running(let child): child.pid
+            case .finished(let pid): pid
+            default: nil
+            }
+        }
+    }
+
+    /// How the child ended, once it has ended and been joined (or found ended by ``isAlive``).
+    public var terminationStatus: TerminationStatus? { state.withLock { $0.status } }
+
+    /// Python's `exitcode`: `nil` while running, the exit code once exited, or
+    /// the negated signal number if a signal ended it.
+    public var exitCode: Int32? { terminationStatus?.exitCode }
+
+    /// Whether the child has started and not yet ended. Reaps it if it has ended.
+    public var isAlive: Bool {
+        switch state.withLock({ $0.phase }) {
+        case .running: return !((try? wait(deadline: .now)) ?? false)
+        case .starting: return true
+        default: return false
+        }
+    }
+
+    public var description: String {
+        let status = state.withLock { state -> String in
+            switch state.phase {
+            case .created: return "created"
+            case .starting: return "starting"
+            case .running(let child): return "running, pid \(child.pid)"
+            case .finished(let pid): return "pid \(pid), \(state.status.map { "\($0)" } ?? "ended")"
+            case .closed: return "closed"
+            }
+        }
+        return "\(name) (\(startMethod), \(status))"
+    }
+
+    /// Starts the child.
+    ///
+    /// - Throws: `.alreadyStarted` on a second call; `.unsafeFork` for the
+    ///   fork method in a process with other threads; `.encodingFailed` when
+    ///   the task value cannot be encoded; `.systemCall` when the process cannot
+    ///   be created; `.invalidArgument` in a daemon process, which may not have
+    ///   children.
+    public func start() throws {
+        let daemon = try state.withLock { state -> Bool in
+            switch state.phase {
+            case .created:
+                state.phase = .starting
+                return state.daemon
+            case .closed:
+                throw MultiprocessingError(.closed, "process '\(name)' was closed")
+            default:
+                throw MultiprocessingError(.alreadyStarted, "process '\(name)' was already started; a process starts once")
+            }
+        }
+        let current = ProcessIdentity.current
+        do {
+            if current.daemon {
+                throw MultiprocessingError(
+                    .invalidArgument, "daemon process '\(current.name)' may not start children (as in Python)")
+            }
+            ChildRegistry.shared.reapFinished()
+            let identity = ProcessIdentity(
+                name: name, pid: 0, daemon: daemon, parentPID: current.pid, parentName: current.name)
+            let child = try launch(identity)
+            state.withLock { $0.phase = .running(child) }
+            ChildRegistry.shared.add(self)
+        } catch {
+            state.withLock { $0.phase = .created }
+            throw error
+        }
+    }
+
+    /// Waits until the child ends, without blocking a thread of the cooperative pool.
+    ///
+    /// Cancelling the waiting task stops the wait with `CancellationError`; the
+    /// child keeps running (call ``terminate()`` or ``kill()`` to stop it).
+    ///
+    /// - Throws: `.notStarted` before ``start()``; `CancellationError`.
+    public func join() async throws {
+        _ = try await join(timeout: nil)
+    }
+
+    /// Waits until the child ends or `timeout` passes, without blocking a cooperative thread.
+    ///
+    /// - Returns: Whether the child has ended.
+    @discardableResult
+    public func join(timeout: Duration?) async throws -> Bool {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            try Task.checkCancellation()
+            // Short slices keep cancellation prompt; the child's exit wakes the poll at once.
+            var slice = ContinuousClock.now + .milliseconds(100)
+            if let deadline, deadline < slice { slice = deadline }
+            let sliceEnd = slice
+            if try await BlockingThreads.run({ try self.wait(deadline: sliceEnd) }) { return true }
+            if let deadline, deadline <= .now { return false }
+        }
+    }
+
+    /// Waits until the child ends, or `timeout` passes (Python's `join(timeout)`).
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
+    /// - Returns: Whether the child has ended. After `false` the child still
+    ///   runs and ``isAlive`` is `true`.
+    /// - Throws: `.notStarted` before ``start()``.
+    @available(*, noasync, message: "Use the async join in async code: it does not block a cooperative thread")
+    @discardableResult
+    public func join(timeout: Duration? = nil) throws -> Bool {
+        try wait(deadline: timeout.map { .now + $0 })
+    }
+
+    /// Asks the child to end: sends SIGTERM (Python's `terminate()`). Does
+    /// nothing if the child has already ended.
+    public func terminate() throws { try send(.terminate) }
+
+    /// Ends the child at once: sends SIGKILL (Python's `kill()`). Does
+    /// nothing if the child has already ended.
+    public func kill() throws { try send(.kill) }
+
+    /// Sends a signal to the child. Does nothing if the child has already ended.
+    ///
+    /// - Throws: `.notStarted` before ``start()``; `.systemCall` if the signal cannot be sent.
+    public func send(_ signal: Signal) throws {
+        try state.withLock { state in
+            switch state.phase {
+            case .running(let child):
+                let result =
+                    child.pidfd >= 0
+                    ? mp_pidfd_send_signal(child.pidfd, signal.rawValue)
+                    : systemKill(child.pid, signal.rawValue)
+                if result != 0 && errno != ESRCH { throw Platform.error("sending \(signal.name)") }
+            case .created, .starting:
+                throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
+            case .finished, .closed:
+                return
+            }
+        }
+    }
+
+    /// Releases the process's resources (Python's `close()`).
+    ///
+    /// - Throws: `.stillRunning` while the child runs: join or kill it first.
+    public func close() throws {
+        _ = try? wait(deadline: .now)
+        try state.withLock { state in
+            switch state.phase {
+            case .running, .starting:
+                throw MultiprocessingError(
+                    .stillRunning, "process '\(name)' is still running; join, terminate or kill it before close()")
+            default:
+                state.phase = .closed
+            }
+        }
+    }
+
+    /// Waits for the exit (and the outcome) until `deadline`; returns whether the child ended.
+    func wait(deadline: ContinuousClock.Instant?) throws -> Bool {
+        let child: LaunchedChild
+        switch state.withLock({ $0.phase }) {
+        case .running(let running): child = running
+        case .finished, .closed: return true
+        case .created, .starting: throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
+        }
+        guard lockWaiting(until: deadline) else { return false }
+        defer { pthread_mutex_unlock(waitLock) }
+        if state.withLock({ $0.status }) != nil { return true }
+        while true {
+            let readOutcome = !state.withLock { $0.outcomeRead }
+            let fds = readOutcome ? [child.exitFD, child.resultFD] : [child.exitFD]
+            let ready: [Bool]
+            if child.exitFD >= 0 {
+                ready = try Platform.waitReadable(fds, deadline: deadline)
+            } else {
+                ready = try pollWithoutPidfd(child, fds: fds, deadline: deadline)
+            }
+            if readOutcome && ready[1] {
+                let outcome = Self.readOutcome(child.resultFD, blocking: true)
+                state.withLock {
+                    $0.outcome = outcome
+                    $0.outcomeRead = true
+                }
+            }
+            if ready[0] {
+                reap(child)
+                return true
+            }
+            if let deadline, deadline <= .now { return false }
+        }
+    }
+
+    private func lockWaiting(until deadline: ContinuousClock.Instant?) -> Bool {
+        guard let deadline else { return pthread_mutex_lock(waitLock) == 0 }
+        while pthread_mutex_trylock(waitLock) != 0 {
+            if deadline <= .now { return false }
+            usleep(1000)
+        }
+        return true
+    }
+
+    private func pollWithoutPidfd(_ child: LaunchedChild, fds: [Int32], deadline: ContinuousClock.Instant?) throws
+        -> [Bool]
+    {
+        while true {
+            var ready = try Platform.waitReadable(
+                Array(fds.dropFirst()), deadline: min(deadline ?? .now + .milliseconds(10), .now + .milliseconds(10)))
+            var status: Int32 = 0
+            let exited = waitpid(child.pid, &status, Int32(WNOHANG) | Int32(WNOWAIT)) == child.pid
+            ready.insert(exited, at: 0)
+            if ready.contains(true) || (deadline.map { $0 <= .now } ?? false) { return ready }
+        }
+    }
+
+    private func reap(_ child: LaunchedChild) {
+        var status: TerminationStatus
+        if child.isDirect {
+            var raw: Int32 = 0
+            var result: pid_t
+            repeat { result = waitpid(child.pid, &raw, 0) } while result < 0 && errno == EINTR
+            // ECHILD: something else (SIGCHLD set to SIG_IGN) reaped it and its status is lost.
+            status = result == child.pid ? TerminationStatus(waitStatus: raw) : .exited(255)
+        } else {
+            var reply: (Int32, Int32) = (0, 0)
+            // End-of-file: the fork server died and took the worker's status with it.
+            status = mp_read_all(child.exitFD, &reply, 8) == 0 ? TerminationStatus(waitStatus: reply.1) : .exited(255)
+        }
+        let needOutcome = !state.withLock { $0.outcomeRead }
+        let outcome = needOutcome ? Self.readOutcome(child.resultFD, blocking: false) : nil
+        state.withLock { state in
+            if needOutcome {
+                state.outcome = outcome
+                state.outcomeRead = true
+            }
+            state.status = status
+            state.phase = .finished(pid: child.pid)
+        }
+        Self.release(child)
+        ChildRegistry.shared.remove(self)
+    }
+
+    private static func release(_ child: LaunchedChild) {
+        if child.pidfd != child.exitFD { Platform.close(child.pidfd) }
+        Platform.close(child.exitFD)
+        Platform.close(child.resultFD)
+    }
+
+    /// Reads the child's one outcome frame; `nil` if it sent none (it died first).
+    private static func readOutcome(_ fd: Int32, blocking: Bool) -> Outcome? {
+        if !blocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        var reader = FrameReader(fd: fd)
+        guard let bytes = try? reader.readFrame(limit: Int.max) else { return nil }
+        return try? WireDecoder().decode(Outcome.self, from: bytes)
+    }
+
+    /// The child's outcome, as the encoded result or the error to throw.
+    func outcomeBytes() throws -> [UInt8] {
+        let (phase, status, outcome) = state.withLock { ($0.phase, $0.status, $0.outcome) }
+        guard let status else {
+            if case .created = phase {
+                throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
+            }
+            throw MultiprocessingError(.stillRunning, "process '\(name)' has not been joined yet")
+        }
+        switch outcome {
+        case .success(let bytes): return bytes
+        case .failure(let envelope): throw envelope.error
+        case nil:
+            throw MultiprocessingError(
+                .processDied, "process '\(name)' (pid \(pid ?? 0)) \(status) before it finished its task")
+        }
+    }
+}
+
+/// A child process that runs a task (or, with the fork start method, a
+/// closure) and delivers its result (Python's `multiprocessing.Process`).
+///
+/// ```swift
+/// struct Work: ProcessTask {
+///     var number: Int
+///     func run() { print("working on \(number) in \(currentProcess.pid)") }
+/// }
+///
+/// let child = try ChildProcess(Work(number: 1))
+/// try child.start()
+/// try await child.join()
+/// print(child.exitCode!)   // 0
+/// ```
+///
+/// The result of ``ProcessTask/run()`` is ``value``. An error thrown in the
+/// child is rethrown by ``value``: as its own type if it is `Codable`, as a
+/// ``RemoteError`` otherwise. A child ended by a signal makes ``value`` throw
+/// `.processDied`, naming the signal.
+public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked Sendable {
+    // @unchecked: `decode` is immutable; all state is in the base class.
+    private let decode: @Sendable ([UInt8]) throws -> Output
+
+    /// Creates a process that will run `task`.
+    ///
+    /// - Parameters:
+    ///   - task: The work. With ``StartMethod/spawn`` and
+    ///     ``StartMethod/forkserver`` it is encoded when the process starts and
+    ///     decoded in the child; with ``StartMethod/fork`` the child uses its
+    ///     copy of it.
+    ///   - name: The process's name; `ChildProcess-N` by default.
+    ///   - startMethod: How to start it; ``StartMethod/default`` by default.
+    ///   - daemon: See ``AnyChildProcess/daemon``.
+    /// - Throws: `.unresolvableTask` when the task's type cannot be found by
+    ///   name in a child (it is private, fileprivate or local), unless the
+    ///   start method is fork.
+    public init<T: ProcessTask>(
+        _ task: T, name: String? = nil, startMethod: StartMethod = .default, daemon: Bool = false
+    ) throws where T.Output == Output {
+        decode = { try T._decodeOutput($0) }
+        let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
+        if startMethod.kind == .fork {
+            launch = { identity in
+                try Launcher.launchForked(method: startMethod, identity: identity) {
+                    runSynchronously { await ChildRuntime.perform(task) }
+                }
+            }
+        } else {
+            let typeName = try TaskName.resolvable(T.self)
+            launch = { identity in
+                let transfer = DescriptorTransfer()
+                var encoder = WireEncoder()
+                encoder.userInfo[.descriptorTransfer] = transfer
+                let payload = try encoder.encode(task)
+                let job = Job(
+                    taskType: typeName, payload: payload, name: identity.name, daemon: identity.daemon,
+                    parentPID: identity.parentPID, parentName: identity.parentName)
+                return try Launcher.launch(job, extraFDs: transfer.descriptors, method: startMethod)
+            }
+        }
+        super.init(name: name, startMethod: startMethod, daemon: daemon, launch: launch)
+    }
+
+    /// Creates a process that will run a closure in a forked copy of this process.
+    ///
+    /// The closure may capture anything: the child starts as a copy-on-write
+    /// copy of this process. Its result travels back in the wire format.
+    ///
+    /// - Parameters:
+    ///   - name: The process's name; `ChildProcess-N` by default.
+    ///   - startMethod: ``StartMethod/fork`` (the default) or
+    ///     ``StartMethod/fork(allowingOtherThreads:)``.
+    ///   - daemon: See ``AnyChildProcess/daemon``.
+    ///   - body: The work.
+    /// - Throws: `.invalidArgument` for a start method other than fork: only a
+    ///   forked child has the closure.
+    public convenience init(
+        name: String? = nil, startMethod: StartMethod = .fork, daemon: Bool = false,
+        _ body: @escaping @Sendable () async throws -> Output
+    ) throws where Output: Codable {
+        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) {
+            try WireEncoder().encode($0)
+        } decode: {
+            try WireDecoder().decode(Output.self, from: $0)
+        }
+    }
+
+    /// Creates a process that will run a closure returning nothing in a forked copy of this process.
+    ///
+    /// See ``init(name:startMethod:daemon:_:)-(_,_,_,()->Output)``.
+    public convenience init(
+        name: String? = nil, startMethod: StartMethod = .fork, daemon: Bool = false,
+        _ body: @escaping @Sendable () async throws -> Void
+    ) throws where Output == Void {
+        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) { _ in [] } decode: { _ in }
+    }
+
+    private init(
+        name: String?, startMethod: StartMethod, daemon: Bool,
+        body: @escaping @Sendable () async throws -> Output,
+        encode: @escaping @Sendable (Output) throws -> [UInt8],
+        decode: @escaping @Sendable ([UInt8]) throws -> Output
+    ) throws {
+        guard startMethod.kind == .fork else {
+            throw MultiprocessingError(
+                .invalidArgument,
+                "a closure can run only in a child made by the fork start method; "
+                    + "with \(startMethod) describe the work as a ProcessTask")
+        }
+        self.decode = decode
+        super.init(name: name, startMethod: startMethod, daemon: daemon) { identity in
+            try Launcher.launchForked(method: startMethod, identity: identity) {
+                runSynchronously {
+                    do {
+                        return (.success(try encode(try await body())), 0)
+                    } catch {
+                        return (.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)), 1)
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the task returned, once the child has been joined.
+    ///
+    /// - Throws: The error the task threw (its own type if `Codable`, else
+    ///   ``RemoteError``); `.processDied` when the child ended without a
+    ///   result (a signal, or an exit in the middle of the task); `.stillRunning`
+    ///   before the child has been joined.
+    public var value: Output {
+        get throws { try decode(outcomeBytes()) }
+    }
+
+    /// Starts `task` in a child, waits for it, and returns its result.
+    ///
+    /// - Throws: What ``value`` throws, and what ``AnyChildProcess/start()`` throws.
+    public static func run<T: ProcessTask>(
+        _ task: T, name: String? = nil, startMethod: StartMethod = .default
+    ) async throws -> Output where T.Output == Output {
+        let child = try ChildProcess(task, name: name, startMethod: startMethod)
+        try child.start()
+        do {
+            try await child.join()
+        } catch {
+            try? child.kill()
+            _ = try? await BlockingThreads.run { try child.wait(deadline: nil) }
+            throw error
+        }
+        return try child.value
+    }
+}

@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+import Synchronization
+
+/// What runs inside a child: reading its job, running the task, sending the outcome.
+enum ChildRuntime {
+    /// Entered from the start-up hook in `boot.c` in a spawned or fork-server
+    /// child, before the program's `main`. Returns the exit code.
+    static func main() -> Int32 {
+        let extras = Int(mp_boot_extra_count())
+        let resultFD = MP_FD_RESULT
+        _ = fcntl(resultFD, F_SETFD, FD_CLOEXEC)
+        let job: Job
+        do {
+            var reader = FrameReader(fd: MP_FD_JOB)
+            job = try WireDecoder().decode(Job.self, from: reader.readFrame(limit: Int.max))
+        } catch {
+            // The parent is gone or sent garbage: there is nobody to report to.
+            return 70
+        }
+        Platform.close(MP_FD_JOB)
+        ProcessIdentity.becomeChild(name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName)
+        let transfer = DescriptorTransfer(descriptors: (0..<extras).map { MP_FD_FIRST_EXTRA + Int32($0) })
+        let (outcome, code) = run(job, transfer: transfer)
+        finish(outcome: outcome, resultFD: resultFD)
+        return code
+    }
+
+    private static func run(_ job: Job, transfer: DescriptorTransfer) -> (Outcome, Int32) {
+        guard let type = _typeByName(job.taskType) as? any ProcessTask.Type else {
+            let error = MultiprocessingError(
+                .unresolvableTask,
+                "the child process cannot find the task type '\(job.taskType)': "
+                    + "is it declared in this program, internal or public, and not generic over a private type?")
+            return (.failure(ErrorEnvelope(error, processName: job.name)), 1)
+        }
+        return decodeAndRun(type, job: job, transfer: transfer)
+    }
+
+    private static func decodeAndRun<T: ProcessTask>(
+        _ type: T.Type, job: Job, transfer: DescriptorTransfer
+    ) -> (Outcome, Int32) {
+        let task: T
+        do {
+            var decoder = WireDecoder()
+            decoder.userInfo[.descriptorTransfer] = transfer
+            task = try decoder.decode(T.self, from: job.payload)
+        } catch {
+            return (.failure(ErrorEnvelope(error, processName: job.name)), 1)
+        }
+        return runSynchronously { await perform(task) }
+    }
+
+    /// Runs a task and turns its result or error into an outcome and an exit code.
+    static func perform<T: ProcessTask>(_ task: T) async -> (Outcome, Int32) {
+        do {
+            let output = try await task.run()
+            return (.success(try T._encodeOutput(output)), 0)
+        } catch {
+            return (.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)), 1)
+        }
+    }
+
+    /// Sends the outcome to the parent, then joins the child's own non-daemon children.
+    static func finish(outcome: Outcome, resultFD: Int32) {
+        if var frame = try? encodeFrame(outcome) {
+            try? Frame.write(reservedHeader: &frame, to: resultFD)
+        } else if var frame = try? encodeFrame(Outcome.failure(ErrorEnvelope(
+            MultiprocessingError(.encodingFailed, "the task's result could not be encoded"),
+            processName: ProcessIdentity.current.name)))
+        {
+            try? Frame.write(reservedHeader: &frame, to: resultFD)
+        }
+        Platform.close(resultFD)
+        ChildRegistry.shared.cleanUpAtExit()
+    }
+
+    private static func encodeFrame(_ outcome: Outcome) throws -> [UInt8] {
+        var frame: [UInt8] = [0, 0, 0, 0]
+        try WireEncoder().encode(outcome, into: &frame)
+        return frame
+    }
+
+    /// In a child made by `fork`: forget the parent's lifeline, fork server
+    /// and children, and watch the parent's lifeline.
+    static func becomeForkedChild(identity: ProcessIdentity) {
+        mp_set_boot_mode(3)
+        ForkServer.forgetAfterFork()
+        ChildRegistry.shared.forgetAfterFork()
+        if let lifeline = Lifeline.forgetAfterFork() { mp_watch_lifeline(lifeline) }
+        ProcessIdentity.becomeChild(
+            name: identity.name, daemon: identity.daemon, parentPID: identity.parentPID,
+            parentName: identity.parentName)
+    }
+}
+
+/// Runs async work to completion from synchronous code that owns its thread
+/// (a child's main thread).
+///
+/// The work starts on this thread and stays there until its first real
+/// suspension, so a task whose `run()` never suspends starts no thread: its
+/// process stays single-threaded and may itself use the fork start method.
+/// After a suspension the work continues on the global executor while this
+/// thread waits.
+func runSynchronously<R: Sendable>(_ body: @escaping @Sendable () async -> R) -> R {
+    let box = ResultBox<R>()
+    if #available(macOS 26.0, *) {
+        Task.immediate { box.put(await body()) }
+    } else {
+        Task.detached { box.put(await body()) }
+    }
+    return box.take()
+}
+
+private final class ResultBox<R: Sendable>: @unchecked Sendable {
+    // @unchecked: `value` is written once and read once, both under `mutex`.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var value: R?
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(ready, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(ready)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        ready.deallocate()
+    }
+
+    func put(_ result: R) {
+        pthread_mutex_lock(mutex)
+        value = result
+        pthread_cond_signal(ready)
+        pthread_mutex_unlock(mutex)
+    }
+
+    func take() -> R {
+        pthread_mutex_lock(mutex)
+        while value == nil { pthread_cond_wait(ready, mutex) }
+        let result = value!
+        pthread_mutex_unlock(mutex)
+        return result
+    }
+}
+
+@_cdecl("swift_multiprocessing_child_main")
+func swiftMultiprocessingChildMain() -> Int32 {
+    ChildRuntime.main()
+}

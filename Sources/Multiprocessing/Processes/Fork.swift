@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+
+/// Which side of a ``forkProcess(allowingOtherThreads:)`` the caller is on.
+public enum ForkResult: Hashable, Sendable {
+    /// In the parent: the new child's process id.
+    case parent(childPID: Int32)
+    /// In the child.
+    case child
+}
+
+/// Forks the calling process (Python's `os.fork()`).
+///
+/// Standard output and error are flushed first, so lines buffered before the
+/// fork are printed once, not once per process. The child continues from the
+/// same point with a copy-on-write copy of everything; it does not inherit the
+/// parent's ``ChildProcess`` objects, fork server or lifeline. The parent must
+/// wait for the child (``waitForProcess(_:)``), as with `os.fork`.
+///
+/// - Parameter allowingOtherThreads: `true` to fork even though other threads
+///   run. See ``StartMethod/fork`` for why this risks a silent deadlock in the child.
+/// - Returns: `.parent(childPID:)` in the parent, `.child` in the child.
+/// - Throws: `.unsafeFork` when other threads run and `allowingOtherThreads`
+///   is `false`; `.systemCall` when the kernel refuses the fork.
+///
+/// The corresponding C function is `fork`.
+public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult {
+    if !allowingOtherThreads {
+        let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
+        if others > 0 {
+            throw MultiprocessingError(
+                .unsafeFork,
+                "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s"), and a forked "
+                    + "child deadlocks if one of them held a runtime lock at the fork. Use a ChildProcess with "
+                    + "StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true to accept the risk")
+        }
+    }
+    fflush(nil)
+    let pid = fork()
+    if pid < 0 { throw Platform.error("fork") }
+    if pid > 0 { return .parent(childPID: pid) }
+    ForkServer.forgetAfterFork()
+    ChildRegistry.shared.forgetAfterFork()
+    _ = Lifeline.forgetAfterFork()
+    return .child
+}
+
+/// Waits for a process started with ``forkProcess(allowingOtherThreads:)`` to end and reaps it.
+///
+/// - Parameter pid: The child's process id.
+/// - Returns: How it ended.
+/// - Throws: `.systemCall` (ECHILD) when `pid` is not a child of this process.
+///
+/// The corresponding C function is `waitpid`.
+@available(*, noasync, message: "Blocks the calling thread")
+public func waitForProcess(_ pid: Int32) throws -> TerminationStatus {
+    var status: Int32 = 0
+    try Platform.retrying("waitpid") { waitpid(pid, &status, 0) }
+    return TerminationStatus(waitStatus: status)
+}

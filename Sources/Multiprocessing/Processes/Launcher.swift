@@ -1,0 +1,274 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+import Synchronization
+
+/// A started child as the parent sees it: how to wait for it, signal it and
+/// collect its outcome. Owned by one ``AnyChildProcess``.
+struct LaunchedChild: Sendable {
+    var pid: Int32
+    /// A pidfd for signals without pid-reuse races; -1 when the kernel has none.
+    var pidfd: Int32
+    /// Readable once the child has exited: the pidfd of a direct child, or the
+    /// fork server's reply descriptor for one of its workers.
+    var exitFD: Int32
+    /// Whether the child is this process's own (so it reaps it with waitpid).
+    var isDirect: Bool
+    /// Where the child writes its outcome frame.
+    var resultFD: Int32
+}
+
+/// The job a spawned or fork-server child reads first, on MP_FD_JOB.
+struct Job: Codable {
+    var taskType: String
+    var payload: [UInt8]
+    var name: String
+    var daemon: Bool
+    var parentPID: Int32
+    var parentName: String
+}
+
+/// The pipe whose end-of-file tells every child that this process is gone.
+///
+/// This process holds the only write end (close-on-exec, and closed in forked
+/// children); each child watches the read end with a thread that kills it at
+/// end-of-file. So children never outlive their parent, however it ends, even
+/// by SIGKILL, and without PR_SET_PDEATHSIG (which fires when the *thread*
+/// that started the child exits).
+enum Lifeline {
+    private static let ends = Mutex<(read: Int32, write: Int32)?>(nil)
+
+    static func readEnd() throws -> Int32 {
+        try ends.withLock { ends in
+            if let ends { return ends.read }
+            let pipe = try Platform.makePipe()
+            ends = pipe
+            return pipe.read
+        }
+    }
+
+    /// In a forked child: drop the parent's lifeline (keeping its read end to
+    /// watch) so the child's own children get a fresh one.
+    static func forgetAfterFork() -> Int32? {
+        ends.withLock { ends in
+            defer { ends = nil }
+            guard let inherited = ends else { return nil }
+            Platform.close(inherited.write)
+            return inherited.read
+        }
+    }
+}
+
+enum Launcher {
+    /// Starts a spawned or fork-server child for `job`, handing it `extraFDs` as well.
+    static func launch(_ job: Job, extraFDs: [Int32], method: StartMethod) throws -> LaunchedChild {
+        var frame: [UInt8] = [0, 0, 0, 0]
+        try WireEncoder().encode(job, into: &frame)
+        let jobPipe = try Platform.makePipe()
+        let resultPipe: (read: Int32, write: Int32)
+        do {
+            resultPipe = try Platform.makePipe()
+        } catch {
+            Platform.close(jobPipe.read)
+            Platform.close(jobPipe.write)
+            throw error
+        }
+        var child: LaunchedChild
+        do {
+            switch method.kind {
+            case .spawn:
+                child = try spawn(fds: [jobPipe.read, resultPipe.write, Lifeline.readEnd()] + extraFDs)
+            case .forkserver:
+                child = try ForkServer.start(fds: [jobPipe.read, resultPipe.write] + extraFDs)
+            case .fork:
+                preconditionFailure("fork children are launched by launchForked")
+            }
+        } catch {
+            for fd in [jobPipe.read, jobPipe.write, resultPipe.read, resultPipe.write] { Platform.close(fd) }
+            throw error
+        }
+        Platform.close(jobPipe.read)
+        Platform.close(resultPipe.write)
+        child.resultFD = resultPipe.read
+        // A child that dies before reading its job shows in its status, not here.
+        try? Frame.write(reservedHeader: &frame, to: jobPipe.write)
+        Platform.close(jobPipe.write)
+        return child
+    }
+
+    private static func spawn(fds: [Int32]) throws -> LaunchedChild {
+        let extras = fds.count - 3
+        let environment = ["\(MP_BOOT_ENV)=spawn:\(extras)"] + currentEnvironment()
+        let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-child"] : CommandLine.arguments
+        var pid: pid_t = 0
+        let result = withCStrings(arguments) { argv in
+            withCStrings(environment) { envp in
+                fds.withUnsafeBufferPointer { mp_spawn_self(&pid, $0.baseAddress, Int32(fds.count), argv, envp) }
+            }
+        }
+        if result != 0 { throw Platform.error("posix_spawn of /proc/self/exe", result) }
+        return direct(pid: pid)
+    }
+
+    /// Forks this process; the child runs `body` and exits with the code it returns.
+    static func launchForked(
+        method: StartMethod, identity: ProcessIdentity, body: @escaping () -> (Outcome, Int32)
+    ) throws -> LaunchedChild {
+        if !method.allowsOtherThreads {
+            let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
+            if others > 0 {
+                throw MultiprocessingError(
+                    .unsafeFork,
+                    "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") "
+                        + "(Swift concurrency, Dispatch or others), and a forked child deadlocks if one of them "
+                        + "held a runtime lock at the fork. Use StartMethod.forkserver or .spawn, or "
+                        + "StartMethod.fork(allowingOtherThreads: true) to accept the risk")
+            }
+        }
+        _ = try Lifeline.readEnd()
+        let resultPipe = try Platform.makePipe()
+        fflush(nil)
+        let pid = fork()
+        if pid < 0 {
+            let code = errno
+            Platform.close(resultPipe.read)
+            Platform.close(resultPipe.write)
+            throw Platform.error("fork", code)
+        }
+        if pid == 0 {
+            Platform.close(resultPipe.read)
+            ChildRuntime.becomeForkedChild(identity: identity)
+            let (outcome, code) = body()
+            ChildRuntime.finish(outcome: outcome, resultFD: resultPipe.write)
+            fflush(nil)
+            _exit(code)
+        }
+        Platform.close(resultPipe.write)
+        var child = direct(pid: pid)
+        child.resultFD = resultPipe.read
+        return child
+    }
+
+    static func direct(pid: pid_t) -> LaunchedChild {
+        let pidfd = mp_pidfd_open(pid)
+        return LaunchedChild(pid: pid, pidfd: pidfd, exitFD: pidfd, isDirect: true, resultFD: -1)
+    }
+}
+
+/// The client side of the fork server (see `boot.c` for the server).
+enum ForkServer {
+    private struct Server {
+        var control: Int32
+        var pid: pid_t
+    }
+
+    private static let server = Mutex<Server?>(nil)
+
+    /// Asks the server for a worker holding `fds` at MP_FD_JOB, MP_FD_RESULT and
+    /// MP_FD_FIRST_EXTRA on. The server is started on first use, and started
+    /// again if it died.
+    static func start(fds: [Int32]) throws -> LaunchedChild {
+        try server.withLock { server in
+            for attempt in 0..<2 {
+                if server == nil { server = try startServer() }
+                do {
+                    return try request(control: server!.control, fds: fds)
+                } catch let error as MultiprocessingError where error.code == .endOfStream && attempt == 0 {
+                    stopServer(&server)
+                }
+            }
+            throw MultiprocessingError(.endOfStream, "the fork server exited while starting a child")
+        }
+    }
+
+    /// In a forked child: the parent's server belongs to the parent.
+    static func forgetAfterFork() {
+        server.withLock { server in
+            if let control = server?.control { Platform.close(control) }
+            server = nil
+        }
+    }
+
+    private static func stopServer(_ server: inout Server?) {
+        guard let current = server else { return }
+        Platform.close(current.control)
+        var status: Int32 = 0
+        _ = waitpid(current.pid, &status, 0)
+        server = nil
+    }
+
+    private static func startServer() throws -> Server {
+        var pair: [Int32] = [-1, -1]
+        #if canImport(Glibc)
+        let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        #else
+        let type = SOCK_STREAM
+        #endif
+        try Platform.retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
+        defer { Platform.close(pair[1]) }
+        let environment = ["\(MP_BOOT_ENV)=forkserver:0"] + currentEnvironment()
+        let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-forkserver"] : CommandLine.arguments
+        let fds = [pair[1], -1, try Lifeline.readEnd()]
+        var pid: pid_t = 0
+        let result = withCStrings(arguments) { argv in
+            withCStrings(environment) { envp in
+                fds.withUnsafeBufferPointer { mp_spawn_self(&pid, $0.baseAddress, 3, argv, envp) }
+            }
+        }
+        if result != 0 {
+            Platform.close(pair[0])
+            throw Platform.error("posix_spawn of the fork server", result)
+        }
+        return Server(control: pair[0], pid: pid)
+    }
+
+    private static func request(control: Int32, fds: [Int32]) throws -> LaunchedChild {
+        let reply = try Platform.makePipe()
+        let all = [reply.write] + fds
+        var byte: UInt8 = 1
+        let sent = all.withUnsafeBufferPointer { mp_send_with_fds(control, &byte, 1, $0.baseAddress, Int32(all.count)) }
+        Platform.close(reply.write)
+        if sent < 0 {
+            let code = errno
+            Platform.close(reply.read)
+            if code == EPIPE || code == ECONNRESET {
+                throw MultiprocessingError(.endOfStream, "the fork server is gone", errno: code)
+            }
+            throw Platform.error("sendmsg to the fork server", code)
+        }
+        var pid: Int32 = 0
+        let readResult = mp_read_all(reply.read, &pid, 4)
+        guard readResult == 0, pid > 0 else {
+            Platform.close(reply.read)
+            if readResult == -1 {
+                throw MultiprocessingError(.endOfStream, "the fork server is gone")
+            }
+            throw MultiprocessingError(.systemCall, "the fork server could not fork", errno: readResult)
+        }
+        let pidfd = mp_pidfd_open(pid)
+        return LaunchedChild(pid: pid, pidfd: pidfd, exitFD: reply.read, isDirect: false, resultFD: -1)
+    }
+}
+
+private func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var entry = environ
+    let marker = "\(MP_BOOT_ENV)="
+    while let pointer = entry.pointee {
+        let variable = String(cString: pointer)
+        if !variable.hasPrefix(marker) { result.append(variable) }
+        entry += 1
+    }
+    return result
+}
+
+/// Calls `body` with a NULL-terminated C array of the strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

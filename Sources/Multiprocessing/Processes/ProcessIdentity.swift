@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CMultiprocessing
+import Synchronization
+
+/// Who a process is, as this library sees it (Python's `current_process()`).
+public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
+    /// The process's name: `MainProcess` for the program itself, the name given
+    /// to ``ChildProcess`` for a child.
+    public var name: String
+    /// The process id.
+    public var pid: Int32
+    /// Whether the process was started as a daemon (see ``AnyChildProcess/daemon``).
+    public var daemon: Bool
+    /// The parent's pid, when this process was started by this library.
+    public var parentPID: Int32
+    /// The parent's name, when this process was started by this library.
+    public var parentName: String
+    /// Whether this process was started by this library.
+    public var isChild: Bool { parentPID != 0 }
+
+    public var description: String { "\(name) (pid \(pid))" }
+
+    private static let state = Mutex(
+        ProcessIdentity(name: "MainProcess", pid: 0, daemon: false, parentPID: 0, parentName: ""))
+
+    /// The current process.
+    public static var current: ProcessIdentity {
+        var identity = state.withLock { $0 }
+        identity.pid = getpid()
+        return identity
+    }
+
+    static func becomeChild(name: String, daemon: Bool, parentPID: Int32, parentName: String) {
+        state.withLock {
+            $0 = ProcessIdentity(name: name, pid: 0, daemon: daemon, parentPID: parentPID, parentName: parentName)
+        }
+    }
+}
+
+/// The current process (Python's `multiprocessing.current_process()`).
+public var currentProcess: ProcessIdentity { ProcessIdentity.current }
+
+/// The process that started this one, or `nil` in a program not started by
+/// this library (Python's `multiprocessing.parent_process()`).
+public var parentProcess: (name: String, pid: Int32)? {
+    let identity = ProcessIdentity.current
+    return identity.isChild ? (identity.parentName, identity.parentPID) : nil
+}
+
+/// The children started by this process that are still running (Python's
+/// `multiprocessing.active_children()`). Finished children are reaped on the
+/// way, so none is left a zombie.
+public func activeChildren() -> [AnyChildProcess] {
+    ChildRegistry.shared.active()
+}
+
+/// How many CPUs this process may use: the CPUs in its affinity mask, and no
+/// more than its cgroup's CPU quota (rounded up) allows. Python's
+/// `os.process_cpu_count()`, plus the container quota. At least 1.
+public func availableCPUCount() -> Int {
+    var count = Int(mp_affinity_cpu_count())
+    if count <= 0 { count = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    if let quota = cgroupCPUQuota() { count = min(count, quota) }
+    return max(1, count)
+}
+
+/// The cgroup v2 `cpu.max` limit of this process's cgroup (and its parents), in whole CPUs.
+private func cgroupCPUQuota() -> Int? {
+    guard let membership = readSmallFile("/proc/self/cgroup") else { return nil }
+    var path: String?
+    for line in membership.split(separator: "\n") where line.hasPrefix("0::") {
+        path = String(line.dropFirst(3))
+    }
+    guard var directory = path else { return nil }
+    var limit: Int?
+    while true {
+        let file = "/sys/fs/cgroup" + (directory == "/" ? "" : directory) + "/cpu.max"
+        if let text = readSmallFile(file) {
+            let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if fields.count >= 2, let quota = Double(fields[0]), let period = Double(fields[1]), period > 0 {
+                let cpus = Int((quota / period).rounded(.up))
+                limit = min(limit ?? cpus, max(1, cpus))
+            }
+        }
+        if directory == "/" || directory.isEmpty { break }
+        if let slash = directory.lastIndex(of: "/") {
+            directory = slash == directory.startIndex ? "/" : String(directory[..<slash])
+        } else {
+            break
+        }
+    }
+    return limit
+}
+
+func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { Platform.close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 4096)
+    let count = read(fd, &bytes, bytes.count)
+    guard count > 0 else { return nil }
+    return String(decoding: bytes[..<count], as: UTF8.self)
+}
