@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Multiprocessing
+
+// Task types the tests run in children. They are internal (not private) so
+// that children can find them by name.
+
+struct Square: ProcessTask {
+    var number: Int
+    func run() -> Int { number * number }
+}
+
+struct AsyncSquare: ProcessTask {
+    var number: Int
+    func run() async throws -> Int {
+        try await Task.sleep(for: .milliseconds(1))
+        return number * number
+    }
+}
+
+struct Nothing: ProcessTask {
+    func run() {}
+}
+
+struct Greeting: Codable, Equatable, Sendable {
+    var text: String
+    var numbers: [Int]
+}
+
+struct MakeGreeting: ProcessTask {
+    var name: String
+    func run() -> Greeting { Greeting(text: "hello \(name) from \(currentProcess.name)", numbers: [1, 2, 3]) }
+}
+
+struct Outer {
+    struct Nested: ProcessTask {
+        var value: String
+        func run() -> String { value.uppercased() }
+    }
+}
+
+struct Generic<Value: Codable & Sendable>: ProcessTask {
+    var value: Value
+    func run() -> [Value] { [value, value] }
+}
+
+struct TaskFailure: Error, Codable, Equatable {
+    var code: Int
+    var reason: String
+}
+
+struct ThrowsCodable: ProcessTask {
+    func run() throws { throw TaskFailure(code: 42, reason: "thrown in the child") }
+}
+
+struct PlainError: Error, CustomStringConvertible {
+    var description: String { "a plain error" }
+}
+
+struct ThrowsPlain: ProcessTask {
+    func run() throws -> Int { throw PlainError() }
+}
+
+/// Ends the child in one of the ways a real worker dies.
+struct Crash: ProcessTask {
+    enum Way: String, Codable { case sigkill, abort, segfault, exit3 }
+    var way: Way
+
+    func run() {
+        switch way {
+        case .sigkill: raise(SIGKILL)
+        case .abort: abort()
+        case .segfault:
+            let pointer = UnsafeMutablePointer<Int>(bitPattern: 8)!
+            pointer.pointee = 1
+        case .exit3: exit(3)
+        }
+    }
+}
+
+struct Sleep: ProcessTask {
+    var milliseconds: Int
+    func run() { usleep(useconds_t(milliseconds * 1000)) }
+}
+
+/// Sleeps forever, ignoring SIGTERM, so only SIGKILL ends it.
+struct StubbornSleeper: ProcessTask {
+    func run() {
+        signal(SIGTERM, SIG_IGN)
+        while true { pause() }
+    }
+}
+
+struct EchoBytes: ProcessTask {
+    var connection: Connection
+    func run() throws {
+        while true {
+            let message: [UInt8]
+            do { message = try connection.receiveBytes() } catch { return }
+            try connection.sendBytes(message)
+        }
+    }
+}
+
+struct SendValues: ProcessTask {
+    var connection: Connection
+    var count: Int
+    func run() throws {
+        for index in 0..<count { try connection.send(Greeting(text: "message \(index)", numbers: [index])) }
+        connection.close()
+    }
+}
+
+/// Reports who it is and who its parent is.
+struct WhoAmI: ProcessTask {
+    struct Answer: Codable, Sendable {
+        var name: String
+        var pid: Int32
+        var parentPID: Int32?
+        var parentName: String?
+        var bootVariable: Bool
+    }
+
+    func run() -> Answer {
+        Answer(
+            name: currentProcess.name, pid: getpid(), parentPID: parentProcess?.pid, parentName: parentProcess?.name,
+            bootVariable: getenv("SWIFT_MULTIPROCESSING_BOOT") != nil)
+    }
+}
+
+/// Counts its own open descriptors above standard error.
+struct CountDescriptors: ProcessTask {
+    func run() -> [Int32] { openDescriptors().filter { $0 > 2 } }
+}
+
+/// In a spawned (single-threaded) child, runs a closure in a forked grandchild.
+struct ForkFromChild: ProcessTask {
+    var number: Int
+    func run() throws -> Int {
+        let captured = NotCodable(value: number)
+        let child = try ChildProcess(startMethod: .fork) { captured.value * 10 }
+        try child.start()
+        try child.join()
+        return try child.value
+    }
+}
+
+final class NotCodable: Sendable {
+    let value: Int
+    init(value: Int) { self.value = value }
+}
+
+/// Starts grandchildren with every start method, reports their pids, and waits forever.
+struct StartGrandchildren: ProcessTask {
+    var report: Connection
+    func run() throws {
+        var pids: [Int32] = []
+        for method in [StartMethod.spawn, .forkserver, .fork] {
+            let child = try ChildProcess(StubbornSleeper(), startMethod: method)
+            try child.start()
+            pids.append(child.pid!)
+        }
+        try report.send(pids)
+        while true { pause() }
+    }
+}
