@@ -1,0 +1,58 @@
+// The benchmark harness: the workloads of shared/bench/WORKLOADS.md, measured
+// with this library's own API, printed as JSON schema 1.
+//
+//     swift run -c release multiprocessing-bench --json results.json [--only W1,W4]
+//
+// The harness stays single-threaded (it blocks instead of awaiting) so that
+// the fork start method is measured as users of a single-threaded program get it.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Multiprocessing
+
+var jsonPath: String?
+var groups: [String] = []
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--json": jsonPath = arguments.next()
+    case "--only": groups = (arguments.next() ?? "").split(separator: ",").map(String.init)
+    case "-h", "--help":
+        print("usage: multiprocessing-bench [--json FILE] [--only W1,W4,...]   (BENCH_SCALE=0.2 for a quick run)")
+        exit(0)
+    default:
+        printToStandardError("unknown argument \(argument); see --help")
+        exit(2)
+    }
+}
+
+let only = groups
+func selected(_ group: String) -> Bool { only.isEmpty || only.contains { group.hasPrefix($0) || $0.hasPrefix(group) } }
+
+var report = Report()
+report.params = [("scale", "\(scale)"), ("build", isDebugBuild() ? "debug" : "release")]
+if isDebugBuild() { printToStandardError("warning: a debug build; measure with -c release") }
+
+if selected("W1") { try processStarts(&report) }
+if selected("W4") { try pipeMessages(&report) }
+if selected("W5") { try pipeBulk(&report) }
+
+let json = report.json()
+if let jsonPath {
+    guard let file = fopen(jsonPath, "w") else {
+        printToStandardError("cannot write \(jsonPath)")
+        exit(1)
+    }
+    fputs(json, file)
+    fclose(file)
+} else {
+    print(json, terminator: "")
+}
+
+func isDebugBuild() -> Bool {
+    var debug = false
+    assert({ debug = true; return true }())
+    return debug
+}
