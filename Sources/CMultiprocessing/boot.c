@@ -169,6 +169,7 @@ void mp_forkserver_serve(int control) {
         for (int i = 0; i < MP_MAX_WORKERS; i++) {
             if (worker_pids[i] == 0) { slot = i; break; }
         }
+        pid_t server = getpid();
         pid_t pid = slot < 0 ? -1 : fork();
         if (pid == 0) {
             struct sigaction dfl;
@@ -184,7 +185,10 @@ void mp_forkserver_serve(int control) {
             }
             place_worker_fds(fds + 1, nfds - 1);
             mp_set_boot_extra_count(nfds - 3);
-            mp_watch_lifeline(MP_FD_LIFELINE);
+            // The server is single-threaded and exits when the parent's
+            // lifeline closes, so following the server follows the parent,
+            // without a watcher thread.
+            mp_die_with_parent(server);
             return;
         }
         int32_t reply[2] = {(int32_t)(pid < 0 ? -1 : pid), pid < 0 ? errno : 0};

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #endif
 
 static int boot_mode = 0;
@@ -271,6 +272,27 @@ int mp_watch_lifeline(int fd) {
     pthread_attr_destroy(&attr);
     if (err == 0) atomic_fetch_add(&own_threads, 1);
     return err;
+}
+
+int mp_die_with_parent(pid_t parent) {
+#if defined(__linux__)
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    // The parent may have died between the fork and the prctl.
+    if (getppid() != parent) kill(getpid(), SIGKILL);
+    return 0;
+#else
+    (void)parent;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_is_main_thread(void) {
+#if defined(__linux__)
+    return gettid() == getpid();
+#else
+    return pthread_main_np();
+#endif
 }
 
 // After fork only the forking thread exists: the watcher is not copied.

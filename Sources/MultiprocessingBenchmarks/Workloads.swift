@@ -25,7 +25,7 @@ struct Noop: ProcessTask {
 func processStarts(_ report: inout Report) throws {
     for (name, method, count) in [
         ("spawn", StartMethod.spawn, 30), ("forkserver", .forkserver, 50), ("fork", .fork, 100),
-    ] {
+    ] where selected("W1.process.\(name)") {
         var samples: [Double] = []
         var first = 0.0
         for index in 0..<(reps(count) + 1) {

@@ -29,7 +29,11 @@ while let argument = arguments.next() {
 }
 
 let only = groups
-func selected(_ group: String) -> Bool { only.isEmpty || only.contains { group.hasPrefix($0) || $0.hasPrefix(group) } }
+/// Whether a workload or group is asked for: `--only W1` selects the group,
+/// `--only W1.process.fork` that workload alone (not `W1.process.forkserver`).
+func selected(_ name: String) -> Bool {
+    only.isEmpty || only.contains { name == $0 || name.hasPrefix($0 + ".") || $0.hasPrefix(name + ".") }
+}
 
 var report = Report()
 report.params = [("scale", "\(scale)"), ("build", isDebugBuild() ? "debug" : "release")]

@@ -56,6 +56,12 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, 
 /// Starts a thread that kills this process (SIGKILL) when `fd` reports
 /// end-of-file or hang-up: the parent's end of the lifeline is gone.
 int mp_watch_lifeline(int fd);
+/// Makes the kernel kill this process (SIGKILL) when the thread that forked it
+/// exits (PR_SET_PDEATHSIG), and kills it at once if `parent` is already gone.
+/// Only sound when that thread lives as long as its process: a main thread.
+int mp_die_with_parent(pid_t parent);
+/// Whether the calling thread is the process's main thread.
+int mp_is_main_thread(void);
 /// Number of threads this library started in the current process.
 int mp_own_thread_count(void);
 

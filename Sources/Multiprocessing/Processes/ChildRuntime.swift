@@ -86,12 +86,22 @@ enum ChildRuntime {
     }
 
     /// In a child made by `fork`: forget the parent's lifeline, fork server
-    /// and children, and watch the parent's lifeline.
-    static func becomeForkedChild(identity: ProcessIdentity) {
+    /// and children, and follow the parent when it dies.
+    ///
+    /// A child forked from the main thread asks the kernel for SIGKILL when
+    /// that thread exits (cheaper than a watcher thread); one forked from any
+    /// other thread, which may exit long before its process, watches the
+    /// lifeline instead.
+    static func becomeForkedChild(identity: ProcessIdentity, forkedFromMainThread: Bool) {
         mp_set_boot_mode(3)
         ForkServer.forgetAfterFork()
         ChildRegistry.shared.forgetAfterFork()
-        if let lifeline = Lifeline.forgetAfterFork() { mp_watch_lifeline(lifeline) }
+        let lifeline = Lifeline.forgetAfterFork()
+        if forkedFromMainThread {
+            mp_die_with_parent(identity.parentPID)
+        } else if let lifeline {
+            mp_watch_lifeline(lifeline)
+        }
         ProcessIdentity.becomeChild(
             name: identity.name, daemon: identity.daemon, parentPID: identity.parentPID,
             parentName: identity.parentName)

@@ -129,7 +129,9 @@ enum Launcher {
             }
         }
         _ = try Lifeline.readEnd()
+        _ = warmedForForkedChildren
         let resultPipe = try Platform.makePipe()
+        let fromMainThread = mp_is_main_thread() != 0
         fflush(nil)
         let pid = fork()
         if pid < 0 {
@@ -140,7 +142,7 @@ enum Launcher {
         }
         if pid == 0 {
             Platform.close(resultPipe.read)
-            ChildRuntime.becomeForkedChild(identity: identity)
+            ChildRuntime.becomeForkedChild(identity: identity, forkedFromMainThread: fromMainThread)
             let (outcome, code) = body()
             ChildRuntime.finish(outcome: outcome, resultFD: resultPipe.write)
             fflush(nil)
@@ -151,6 +153,17 @@ enum Launcher {
         child.resultFD = resultPipe.read
         return child
     }
+
+    /// Runs, once, what every forked child runs, so that the type metadata
+    /// and protocol conformances it needs are already cached when the child
+    /// inherits this process's memory. Otherwise each child would look them up
+    /// anew (and throw the result away when it exits). Starts no thread.
+    private static let warmedForForkedChildren: Void = {
+        let (outcome, _) = runSynchronously { (Outcome.success([]), Int32(0)) }
+        var frame: [UInt8] = [0, 0, 0, 0]
+        try? WireEncoder().encode(outcome, into: &frame)
+        try? WireEncoder().encode(Outcome.failure(ErrorEnvelope(MultiprocessingError(.closed, ""), processName: "")), into: &frame)
+    }()
 
     static func direct(pid: pid_t) -> LaunchedChild {
         let pidfd = mp_pidfd_open(pid)
