@@ -76,6 +76,7 @@ struct StreamBytes: ProcessTask {
     var count: Int
     var size: Int
     var chunk: Int
+    var batched = false
 
     func run() throws {
         let payload = [UInt8](repeating: 7, count: size)
@@ -92,14 +93,20 @@ struct StreamBytes: ProcessTask {
                     offset = end
                 }
             }
-            for _ in 0..<count { try payload.withUnsafeBytes { try data.sendBytes($0) } }
+            if batched {
+                try data.withBatch { batch in
+                    for _ in 0..<count { try payload.withUnsafeBytes { try batch.sendBytes($0) } }
+                }
+            } else {
+                for _ in 0..<count { try payload.withUnsafeBytes { try data.sendBytes($0) } }
+            }
         }
     }
 }
 
 func pipeMessages(_ report: inout Report) throws {
     let roundTrips = 20_000
-    do {
+    if selected("W4.pipe.pingpong.bytes8") {
         let (mine, theirs) = try Connection.pipe()
         let child = try ChildProcess(EchoBytes(connection: theirs))
         try child.start()
@@ -120,7 +127,7 @@ func pipeMessages(_ report: inout Report) throws {
             name: "W4.pipe.pingpong.bytes8", unit: "us/rtt", better: "lower", samples: samples,
             note: "duplex Connection (two pipes), sendBytes/receiveBytes(into:) of 8 B, \(roundTrips) round trips per rep"))
     }
-    do {
+    if selected("W4.pipe.pingpong.obj") {
         let (mine, theirs) = try Connection.pipe()
         let child = try ChildProcess(EchoInts(connection: theirs))
         try child.start()
@@ -142,22 +149,29 @@ func pipeMessages(_ report: inout Report) throws {
             note: "duplex Connection, send/receive of an Int as a Codable value, \(roundTrips) round trips per rep"))
     }
     let messages = 200_000
-    let samples = try stream(count: messages, size: 8, chunk: 8, reps: reps(5), receive: { connection in
-        var buffer = [UInt8](repeating: 0, count: 64)
-        for _ in 0..<messages { _ = try buffer.withUnsafeMutableBytes { try connection.receiveBytes(into: $0) } }
-    }).map { Double(messages) / $0.seconds }
-    report.add(Result(
-        name: "W4.pipe.oneway.bytes8", unit: "msgs/s", better: "higher", samples: samples,
-        note: "one-way Connection, child sends \(messages) x 8 B, start-up excluded (ready/go)"))
+    for batched in [true, false] {
+        let name = batched ? "W4.pipe.oneway.bytes8" : "X.pipe.oneway.bytes8.unbatched"
+        guard selected(name) else { continue }
+        let samples = try stream(count: messages, size: 8, chunk: 8, reps: reps(5), batched: batched) { connection in
+            var buffer = [UInt8](repeating: 0, count: 64)
+            for _ in 0..<messages { _ = try buffer.withUnsafeMutableBytes { try connection.receiveBytes(into: $0) } }
+        }.map { Double(messages) / $0.seconds }
+        report.add(Result(
+            name: name, unit: "msgs/s", better: "higher", samples: samples,
+            note: "one-way Connection, child sends \(messages) x 8 B "
+                + (batched ? "inside connection.withBatch {}" : "with one sendBytes call (one write) each")
+                + ", parent receiveBytes(into:) each; start-up excluded (ready/go)"))
+    }
 }
 
 /// Starts a streaming child once, then times `reps` rounds of go -> everything received.
 func stream(
-    count: Int, size: Int, chunk: Int, reps: Int, receive: (Connection) throws -> Void
+    count: Int, size: Int, chunk: Int, reps: Int, batched: Bool = false, receive: (Connection) throws -> Void
 ) throws -> [Duration] {
     let (data, dataEnd) = try Connection.pipe(duplex: false)
     let (controlEnd, control) = try Connection.pipe(duplex: false)
-    let child = try ChildProcess(StreamBytes(data: dataEnd, control: controlEnd, count: count, size: size, chunk: chunk))
+    let child = try ChildProcess(
+        StreamBytes(data: dataEnd, control: controlEnd, count: count, size: size, chunk: chunk, batched: batched))
     try child.start()
     dataEnd.close()
     controlEnd.close()

@@ -124,4 +124,37 @@ struct ConnectionTests {
         let error = #expect(throws: MultiprocessingError.self) { try a.send(b) }
         #expect(error?.code == .encodingFailed)
     }
+
+    @Test("a batch delivers every message, in order, each as its own message")
+    func batchKeepsMessages() async throws {
+        let (mine, theirs) = try Connection.pipe(duplex: false)
+        let child = try ChildProcess(SendBatched(connection: theirs, count: 50_000))
+        try child.start()
+        theirs.close()
+        for index in 0..<50_000 {
+            let value: Int = try await mine.receive()
+            if value != index {
+                Issue.record("message \(index) arrived as \(value)")
+                break
+            }
+        }
+        #expect(try await mine.receiveBytes() == [UInt8](repeating: 9, count: 100_000))
+        try await child.join()
+        #expect(child.exitCode == 0)
+    }
+
+    @Test("a batch whose body throws still writes the messages it added")
+    func batchFlushesOnThrow() throws {
+        let (reader, writer) = try Connection.pipe(duplex: false)
+        struct Stop: Error {}
+        #expect(throws: Stop.self) {
+            try writer.withBatch { batch in
+                try batch.send("first")
+                try batch.send("second")
+                throw Stop()
+            }
+        }
+        #expect(try reader.receive(String.self) == "first")
+        #expect(try reader.receive(String.self) == "second")
+    }
 }

@@ -139,6 +139,12 @@ public final class Connection: @unchecked Sendable {
         try writeLock.withLock { _ in try Frame.write(bytes, to: fd) }
     }
 
+    /// Writes bytes that already hold whole frames.
+    func sendRaw(_ frames: UnsafeRawBufferPointer) throws {
+        let fd = try writable()
+        try writeLock.withLock { _ in try Platform.writeAll(fd, frames) }
+    }
+
     /// Sends raw bytes as one message (Python's `send_bytes`).
     public func sendBytes(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try sendBytes($0) }

@@ -165,3 +165,16 @@ struct StartGrandchildren: ProcessTask {
         while true { pause() }
     }
 }
+
+/// Sends `count` values inside one batch.
+struct SendBatched: ProcessTask {
+    var connection: Connection
+    var count: Int
+    func run() throws {
+        try connection.withBatch { batch in
+            for index in 0..<count { try batch.send(index) }
+            try batch.sendBytes([UInt8](repeating: 9, count: 100_000))
+        }
+        connection.close()
+    }
+}
