@@ -24,7 +24,9 @@ func section(_ title: String) {
 }
 
 // 1. os.fork() three times: every process forks, so 2 * 2 * 2 = 8 processes print.
-section("1. fork() three times makes 8 processes")
+// The heading is printed without flushing: forkProcess() flushes standard
+// output first, so it appears once, not once per process.
+print("\n== 1. fork() three times makes 8 processes ==")
 var forkedChildren: [Int32] = []
 var isForkedChild = false
 for _ in 0..<3 {

@@ -8,207 +8,208 @@ private struct PrivateTask: ProcessTask {
     func run() {}
 }
 
-@Suite("Child processes", .serialized, .timeLimit(.minutes(2)))
-struct ChildProcessTests {
-    static let taskMethods: [StartMethod] = [.spawn, .forkserver]
+extension ProcessSuites {
+    @Suite("Child processes", .serialized, .timeLimit(.minutes(2)))
+    struct ChildProcessTests {
+        static let taskMethods: [StartMethod] = [.spawn, .forkserver]
 
-    @Test("every start method runs a task and returns its result", arguments: taskMethods)
-    func runsTask(method: StartMethod) async throws {
-        let child = try ChildProcess(Square(number: 12), startMethod: method)
-        try child.start()
-        #expect(child.pid != nil)
-        try await child.join()
-        #expect(try child.value == 144)
-        #expect(child.terminationStatus == .exited(0))
-        #expect(child.exitCode == 0)
-        #expect(!child.isAlive)
-        try child.close()
-    }
-
-    @Test("the fork start method runs a closure that captures non-Codable state")
-    func forkRunsClosure() async throws {
-        // The test runner has threads, so the fork happens in a spawned, single-threaded child.
-        let result = try await ChildProcess.run(ForkFromChild(number: 7), startMethod: .spawn)
-        #expect(result == 70)
-    }
-
-    @Test("fork is refused while other threads run, with an error that names the alternatives")
-    func forkRefusedWithThreads() throws {
-        let child = try ChildProcess(startMethod: .fork) { 1 }
-        let error = #expect(throws: MultiprocessingError.self) { try child.start() }
-        #expect(error?.code == .unsafeFork)
-        #expect(error?.message.contains("forkserver") == true)
-        #expect(throws: MultiprocessingError.self) { try forkProcess() }
-    }
-
-    @Test("a closure with spawn or forkserver is refused")
-    func closureNeedsFork() {
-        let error = #expect(throws: MultiprocessingError.self) {
-            _ = try ChildProcess(startMethod: .spawn) { 1 }
-        }
-        #expect(error?.code == .invalidArgument)
-    }
-
-    @Test("async, nested, generic and Codable-result tasks", arguments: taskMethods)
-    func taskShapes(method: StartMethod) async throws {
-        #expect(try await ChildProcess.run(AsyncSquare(number: 9), startMethod: method) == 81)
-        #expect(try await ChildProcess.run(Outer.Nested(value: "abc"), startMethod: method) == "ABC")
-        #expect(try await ChildProcess.run(Generic(value: 2.5), startMethod: method) == [2.5, 2.5])
-        #expect(try await ChildProcess.run(Generic(value: Greeting(text: "x", numbers: [])), startMethod: method).count == 2)
-        let greeting = try await ChildProcess.run(MakeGreeting(name: "you"), name: "greeter", startMethod: method)
-        #expect(greeting == Greeting(text: "hello you from greeter", numbers: [1, 2, 3]))
-    }
-
-    @Test("a private task type is refused in the parent with an error that says how to fix it")
-    func privateTypeRefused() {
-        let error = #expect(throws: MultiprocessingError.self) { _ = try ChildProcess(PrivateTask()) }
-        #expect(error?.code == .unresolvableTask)
-        #expect(error?.message.contains("private") == true)
-        #expect(error?.message.contains("Declare it internal or public") == true)
-    }
-
-    @Test("a Codable error thrown in the child arrives as its own type", arguments: taskMethods)
-    func codableErrorArrivesTyped(method: StartMethod) async throws {
-        let child = try ChildProcess(ThrowsCodable(), startMethod: method)
-        try child.start()
-        try await child.join()
-        #expect(child.exitCode == 1)
-        #expect(throws: TaskFailure(code: 42, reason: "thrown in the child")) { try child.value }
-    }
-
-    @Test("another error arrives as RemoteError with its type name and description")
-    func plainErrorArrivesAsRemoteError() async throws {
-        let error = await #expect(throws: RemoteError.self) {
-            try await ChildProcess.run(ThrowsPlain(), name: "plain")
-        }
-        #expect(error?.typeName.hasSuffix("PlainError") == true)
-        #expect(error?.errorDescription == "a plain error")
-        #expect(error?.processName == "plain")
-    }
-
-    @Test(
-        "a child that crashes reports its signal or exit code",
-        arguments: [
-            (Crash.Way.sigkill, TerminationStatus.signaled(.kill)),
-            (.abort, .signaled(.abort)),
-            (.segfault, .signaled(.segmentationFault)),
-            (.exit3, .exited(3)),
-        ])
-    func crashReportsStatus(way: Crash.Way, expected: TerminationStatus) async throws {
-        for method in Self.taskMethods {
-            let child = try ChildProcess(Crash(way: way), startMethod: method)
+        @Test("every start method runs a task and returns its result", arguments: taskMethods)
+        func runsTask(method: StartMethod) async throws {
+            let child = try ChildProcess(Square(number: 12), startMethod: method)
             try child.start()
+            #expect(child.pid != nil)
             try await child.join()
-            #expect(child.terminationStatus == expected, "\(method)")
-            let error = #expect(throws: MultiprocessingError.self) { try child.value }
-            #expect(error?.code == .processDied)
-            #expect(error?.message.contains(expected.description) == true)
-        }
-        #expect(TerminationStatus.signaled(.kill).exitCode == -9)
-    }
-
-    @Test("join with a timeout returns while the child still runs")
-    func joinTimeout() throws {
-        let child = try ChildProcess(Sleep(milliseconds: 2000))
-        try child.start()
-        let start = ContinuousClock.now
-        #expect(try child.join(timeout: .milliseconds(100)) == false)
-        #expect(ContinuousClock.now - start < .milliseconds(1500))
-        #expect(child.isAlive)
-        #expect(child.exitCode == nil)
-        #expect(throws: MultiprocessingError.self) { try child.close() }
-        try child.kill()
-        #expect(try child.join(timeout: .seconds(10)))
-        #expect(child.terminationStatus == .signaled(.kill))
-        try child.close()
-    }
-
-    @Test("terminate sends SIGTERM and kill sends SIGKILL", arguments: taskMethods)
-    func terminateAndKill(method: StartMethod) async throws {
-        let sleeper = try ChildProcess(Sleep(milliseconds: 60_000), startMethod: method)
-        try sleeper.start()
-        try sleeper.terminate()
-        try await sleeper.join()
-        #expect(sleeper.terminationStatus == .signaled(.terminate))
-        #expect(sleeper.exitCode == -SIGTERM)
-
-        let stubborn = try ChildProcess(StubbornSleeper(), startMethod: method)
-        try stubborn.start()
-        usleep(200_000)
-        try stubborn.terminate()
-        #expect(try await stubborn.join(timeout: .milliseconds(300)) == false)
-        try stubborn.kill()
-        try await stubborn.join()
-        #expect(stubborn.terminationStatus == .signaled(.kill))
-        // Signalling a process that ended does nothing.
-        try stubborn.terminate()
-    }
-
-    @Test("start twice, join before start, and close after close are clear errors")
-    func lifecycleErrors() throws {
-        let child = try ChildProcess(Nothing())
-        #expect(throws: MultiprocessingError.self) { try child.join() }
-        try child.start()
-        let again = #expect(throws: MultiprocessingError.self) { try child.start() }
-        #expect(again?.code == .alreadyStarted)
-        try child.join()
-        try child.close()
-        try child.close()
-    }
-
-    @Test("the child knows its name and parent, and the boot marker is gone from its environment")
-    func identity() async throws {
-        for method in Self.taskMethods {
-            let answer = try await ChildProcess.run(WhoAmI(), name: "who", startMethod: method)
-            #expect(answer.name == "who")
-            #expect(answer.parentName == "MainProcess")
-            #expect(answer.bootVariable == false)
-            #expect(answer.pid != getpid())
-            #expect(answer.parentPID == getpid())
-        }
-        #expect(currentProcess.name == "MainProcess")
-        #expect(parentProcess == nil)
-    }
-
-    @Test("a child inherits only the descriptors it needs", arguments: taskMethods)
-    func childDescriptors(method: StartMethod) async throws {
-        let descriptors = try await ChildProcess.run(CountDescriptors(), startMethod: method)
-        // The outcome pipe and the lifeline; nothing of the parent's.
-        #expect(descriptors.count <= 3, "child has \(descriptors)")
-    }
-
-    @Test("activeChildren lists running children and reaps finished ones")
-    func activeChildrenListsRunning() throws {
-        let sleeper = try ChildProcess(Sleep(milliseconds: 60_000))
-        try sleeper.start()
-        #expect(activeChildren().contains { $0 === sleeper })
-        try sleeper.kill()
-        try sleeper.join()
-        #expect(!activeChildren().contains { $0 === sleeper })
-    }
-
-    @Test("the CPU count respects the affinity mask")
-    func cpuCount() {
-        let count = availableCPUCount()
-        #expect(count >= 1)
-        #expect(count <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
-
-    @Test("1000 starts leave no zombie and no leaked descriptor", .timeLimit(.minutes(3)))
-    func noLeaks() throws {
-        let warmUp = try ChildProcess(Nothing(), startMethod: .forkserver)
-        try warmUp.start()
-        try warmUp.join()
-        let before = openDescriptors()
-        for index in 0..<1000 {
-            let method: StartMethod = index % 10 == 0 ? .spawn : .forkserver
-            let child = try ChildProcess(Square(number: index), startMethod: method)
-            try child.start()
-            try child.join()
-            #expect(try child.value == index * index)
+            #expect(try child.value == 144)
+            #expect(child.terminationStatus == .exited(0))
+            #expect(child.exitCode == 0)
+            #expect(!child.isAlive)
             try child.close()
         }
-        #expect(zombieChildren().isEmpty)
-        #expect(openDescriptors() == before)
-    }
-}
+
+        @Test("the fork start method runs a closure that captures non-Codable state")
+        func forkRunsClosure() async throws {
+            // The test runner has threads, so the fork happens in a spawned, single-threaded child.
+            let result = try await ChildProcess.run(ForkFromChild(number: 7), startMethod: .spawn)
+            #expect(result == 70)
+        }
+
+        @Test("fork is refused while other threads run, with an error that names the alternatives")
+        func forkRefusedWithThreads() throws {
+            let child = try ChildProcess(startMethod: .fork) { 1 }
+            let error = #expect(throws: MultiprocessingError.self) { try child.start() }
+            #expect(error?.code == .unsafeFork)
+            #expect(error?.message.contains("forkserver") == true)
+            #expect(throws: MultiprocessingError.self) { try forkProcess() }
+        }
+
+        @Test("a closure with spawn or forkserver is refused")
+        func closureNeedsFork() {
+            let error = #expect(throws: MultiprocessingError.self) {
+                _ = try ChildProcess(startMethod: .spawn) { 1 }
+            }
+            #expect(error?.code == .invalidArgument)
+        }
+
+        @Test("async, nested, generic and Codable-result tasks", arguments: taskMethods)
+        func taskShapes(method: StartMethod) async throws {
+            #expect(try await ChildProcess.run(AsyncSquare(number: 9), startMethod: method) == 81)
+            #expect(try await ChildProcess.run(Outer.Nested(value: "abc"), startMethod: method) == "ABC")
+            #expect(try await ChildProcess.run(Generic(value: 2.5), startMethod: method) == [2.5, 2.5])
+            #expect(try await ChildProcess.run(Generic(value: Greeting(text: "x", numbers: [])), startMethod: method).count == 2)
+            let greeting = try await ChildProcess.run(MakeGreeting(name: "you"), name: "greeter", startMethod: method)
+            #expect(greeting == Greeting(text: "hello you from greeter", numbers: [1, 2, 3]))
+        }
+
+        @Test("a private task type is refused in the parent with an error that says how to fix it")
+        func privateTypeRefused() {
+            let error = #expect(throws: MultiprocessingError.self) { _ = try ChildProcess(PrivateTask()) }
+            #expect(error?.code == .unresolvableTask)
+            #expect(error?.message.contains("private") == true)
+            #expect(error?.message.contains("Declare it internal or public") == true)
+        }
+
+        @Test("a Codable error thrown in the child arrives as its own type", arguments: taskMethods)
+        func codableErrorArrivesTyped(method: StartMethod) async throws {
+            let child = try ChildProcess(ThrowsCodable(), startMethod: method)
+            try child.start()
+            try await child.join()
+            #expect(child.exitCode == 1)
+            #expect(throws: TaskFailure(code: 42, reason: "thrown in the child")) { try child.value }
+        }
+
+        @Test("another error arrives as RemoteError with its type name and description")
+        func plainErrorArrivesAsRemoteError() async throws {
+            let error = await #expect(throws: RemoteError.self) {
+                try await ChildProcess.run(ThrowsPlain(), name: "plain")
+            }
+            #expect(error?.typeName.hasSuffix("PlainError") == true)
+            #expect(error?.errorDescription == "a plain error")
+            #expect(error?.processName == "plain")
+        }
+
+        @Test(
+            "a child that crashes reports its signal or exit code",
+            arguments: [
+                (Crash.Way.sigkill, TerminationStatus.signaled(.kill)),
+                (.abort, .signaled(.abort)),
+                (.segfault, .signaled(.segmentationFault)),
+                (.exit3, .exited(3)),
+            ])
+        func crashReportsStatus(way: Crash.Way, expected: TerminationStatus) async throws {
+            for method in Self.taskMethods {
+                let child = try ChildProcess(Crash(way: way), startMethod: method)
+                try child.start()
+                try await child.join()
+                #expect(child.terminationStatus == expected, "\(method)")
+                let error = #expect(throws: MultiprocessingError.self) { try child.value }
+                #expect(error?.code == .processDied)
+                #expect(error?.message.contains(expected.description) == true)
+            }
+            #expect(TerminationStatus.signaled(.kill).exitCode == -9)
+        }
+
+        @Test("join with a timeout returns while the child still runs")
+        func joinTimeout() throws {
+            let child = try ChildProcess(Sleep(milliseconds: 2000))
+            try child.start()
+            let start = ContinuousClock.now
+            #expect(try child.join(timeout: .milliseconds(100)) == false)
+            #expect(ContinuousClock.now - start < .milliseconds(1500))
+            #expect(child.isAlive)
+            #expect(child.exitCode == nil)
+            #expect(throws: MultiprocessingError.self) { try child.close() }
+            try child.kill()
+            #expect(try child.join(timeout: .seconds(10)))
+            #expect(child.terminationStatus == .signaled(.kill))
+            try child.close()
+        }
+
+        @Test("terminate sends SIGTERM and kill sends SIGKILL", arguments: taskMethods)
+        func terminateAndKill(method: StartMethod) async throws {
+            let sleeper = try ChildProcess(Sleep(milliseconds: 60_000), startMethod: method)
+            try sleeper.start()
+            try sleeper.terminate()
+            try await sleeper.join()
+            #expect(sleeper.terminationStatus == .signaled(.terminate))
+            #expect(sleeper.exitCode == -SIGTERM)
+
+            let stubborn = try ChildProcess(StubbornSleeper(), startMethod: method)
+            try stubborn.start()
+            usleep(200_000)
+            try stubborn.terminate()
+            #expect(try await stubborn.join(timeout: .milliseconds(300)) == false)
+            try stubborn.kill()
+            try await stubborn.join()
+            #expect(stubborn.terminationStatus == .signaled(.kill))
+            // Signalling a process that ended does nothing.
+            try stubborn.terminate()
+        }
+
+        @Test("start twice, join before start, and close after close are clear errors")
+        func lifecycleErrors() throws {
+            let child = try ChildProcess(Nothing())
+            #expect(throws: MultiprocessingError.self) { try child.join() }
+            try child.start()
+            let again = #expect(throws: MultiprocessingError.self) { try child.start() }
+            #expect(again?.code == .alreadyStarted)
+            try child.join()
+            try child.close()
+            try child.close()
+        }
+
+        @Test("the child knows its name and parent, and the boot marker is gone from its environment")
+        func identity() async throws {
+            for method in Self.taskMethods {
+                let answer = try await ChildProcess.run(WhoAmI(), name: "who", startMethod: method)
+                #expect(answer.name == "who")
+                #expect(answer.parentName == "MainProcess")
+                #expect(answer.bootVariable == false)
+                #expect(answer.pid != getpid())
+                #expect(answer.parentPID == getpid())
+            }
+            #expect(currentProcess.name == "MainProcess")
+            #expect(parentProcess == nil)
+        }
+
+        @Test("a child inherits only the descriptors it needs", arguments: taskMethods)
+        func childDescriptors(method: StartMethod) async throws {
+            let descriptors = try await ChildProcess.run(CountDescriptors(), startMethod: method)
+            // The outcome pipe and the lifeline; nothing of the parent's.
+            #expect(descriptors.count <= 3, "child has \(descriptors)")
+        }
+
+        @Test("activeChildren lists running children and reaps finished ones")
+        func activeChildrenListsRunning() throws {
+            let sleeper = try ChildProcess(Sleep(milliseconds: 60_000))
+            try sleeper.start()
+            #expect(activeChildren().contains { $0 === sleeper })
+            try sleeper.kill()
+            try sleeper.join()
+            #expect(!activeChildren().contains { $0 === sleeper })
+        }
+
+        @Test("the CPU count respects the affinity mask")
+        func cpuCount() {
+            let count = availableCPUCount()
+            #expect(count >= 1)
+            #expect(count <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        }
+
+        @Test("1000 starts leave no zombie and no leaked descriptor", .timeLimit(.minutes(3)))
+        func noLeaks() throws {
+            let warmUp = try ChildProcess(Nothing(), startMethod: .forkserver)
+            try warmUp.start()
+            try warmUp.join()
+            let before = openDescriptors()
+            for index in 0..<1000 {
+                let method: StartMethod = index % 10 == 0 ? .spawn : .forkserver
+                let child = try ChildProcess(Square(number: index), startMethod: method)
+                try child.start()
+                try child.join()
+                #expect(try child.value == index * index)
+                try child.close()
+            }
+            #expect(zombieChildren().isEmpty)
+            #expect(openDescriptors() == before)
+        }
+    }}

@@ -4,61 +4,64 @@ import Glibc
 import Testing
 @testable import Multiprocessing
 
-@Suite("The tour", .serialized, .timeLimit(.minutes(2)))
-struct TourTests {
-    /// The tour binary, built beside the test bundle by `swift build` or `swift test`.
-    static func tourPath() throws -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        try #require(count > 0)
-        let exe = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var directory = exe[..<exe.lastIndex(of: "/")!]
-        if directory.hasSuffix(".xctest") || directory.contains(".xctest/") {
-            directory = directory[..<directory.lastIndex(of: "/")!]
+extension ProcessSuites {
+    @Suite("The tour", .serialized, .timeLimit(.minutes(2)))
+    struct TourTests {
+        /// The tour binary, built beside the test bundle by `swift build` or `swift test`.
+        static func tourPath() throws -> String {
+            var buffer = [CChar](repeating: 0, count: 4096)
+            let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+            try #require(count > 0)
+            let exe = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var directory = exe[..<exe.lastIndex(of: "/")!]
+            if directory.hasSuffix(".xctest") || directory.contains(".xctest/") {
+                directory = directory[..<directory.lastIndex(of: "/")!]
+            }
+            return directory + "/multiprocessing-tour"
         }
-        return directory + "/multiprocessing-tour"
-    }
 
-    @Test("the tour prints what Python's tutorial prints, section by section")
-    func tourOutput() throws {
-        let path = try Self.tourPath()
-        try #require(access(path, X_OK) == 0, "build the tour first: swift build (looked for \(path))")
-        let output = try runCapturingOutput(path)
-        let lines = output.split(separator: "\n").map(String.init)
-        let sections = lines.filter { $0.hasPrefix("== ") }
-        #expect(sections.count == 6)
-        func body(_ number: Int) -> [String] {
-            guard let start = lines.firstIndex(where: { $0.hasPrefix("== \(number).") }) else { return [] }
-            let rest = lines[(start + 1)...]
-            let end = rest.firstIndex(where: { $0.hasPrefix("== ") }) ?? lines.endIndex
-            return lines[(start + 1)..<end].filter { !$0.isEmpty }
+        @Test("the tour prints what Python's tutorial prints, section by section")
+        func tourOutput() throws {
+            let path = try Self.tourPath()
+            try #require(access(path, X_OK) == 0, "build the tour first: swift build (looked for \(path))")
+            let output = try runCapturingOutput(path)
+            let lines = output.split(separator: "\n").map(String.init)
+            let sections = lines.filter { $0.hasPrefix("== ") }
+            #expect(sections.count == 6)
+            // fork() flushed the buffered heading first: it is printed once, not by all 8 processes.
+            #expect(sections.filter { $0.hasPrefix("== 1.") }.count == 1)
+            func body(_ number: Int) -> [String] {
+                guard let start = lines.firstIndex(where: { $0.hasPrefix("== \(number).") }) else { return [] }
+                let rest = lines[(start + 1)...]
+                let end = rest.firstIndex(where: { $0.hasPrefix("== ") }) ?? lines.endIndex
+                return lines[(start + 1)..<end].filter { !$0.isEmpty }
+            }
+            // 1: eight distinct processes say hello.
+            let hellos = body(1).filter { $0.hasPrefix("Hello from pid ") }
+            #expect(hellos.count == 8)
+            #expect(Set(hellos).count == 8)
+            // 2: the parent sees the child's pid, the child sees it is the child and its parent.
+            let two = body(2)
+            #expect(two.count == 2)
+            #expect(two.contains { $0.hasPrefix("parent: fork() returned pid ") })
+            #expect(two.contains { $0.hasPrefix("child:  fork() returned .child") })
+            // 3: work(1) runs in a child; join with a timeout returns false while it runs.
+            let three = body(3)
+            #expect(three.contains { $0.hasPrefix("work(1) in ChildProcess-") })
+            #expect(three.contains("join(timeout: 0.1 s) returned false; still alive: true"))
+            #expect(three.contains { $0.hasSuffix("exit code 0; alive: false") })
+            // 4: ten greeters, each once.
+            let greeters = body(4).filter { $0.hasPrefix("Greeter ") }
+            #expect(Set(greeters.map { $0.split(separator: " ")[1] }) == Set((0..<10).map { "\($0)" }))
+            // 5: every child sees 1, the parent still 0.
+            let five = body(5)
+            #expect(five.filter { $0.hasSuffix("counter = 1") }.count == 3)
+            #expect(five.last == "parent: counter = 0")
+            // 6: 4 writers x 3 lines, none lost.
+            let six = body(6)
+            #expect(six.first?.hasSuffix("has 12 lines from 4 writers:") == true)
         }
-        // 1: eight distinct processes say hello.
-        let hellos = body(1).filter { $0.hasPrefix("Hello from pid ") }
-        #expect(hellos.count == 8)
-        #expect(Set(hellos).count == 8)
-        // 2: the parent sees the child's pid, the child sees it is the child and its parent.
-        let two = body(2)
-        #expect(two.count == 2)
-        #expect(two.contains { $0.hasPrefix("parent: fork() returned pid ") })
-        #expect(two.contains { $0.hasPrefix("child:  fork() returned .child") })
-        // 3: work(1) runs in a child; join with a timeout returns false while it runs.
-        let three = body(3)
-        #expect(three.contains { $0.hasPrefix("work(1) in ChildProcess-") })
-        #expect(three.contains("join(timeout: 0.1 s) returned false; still alive: true"))
-        #expect(three.contains { $0.hasSuffix("exit code 0; alive: false") })
-        // 4: ten greeters, each once.
-        let greeters = body(4).filter { $0.hasPrefix("Greeter ") }
-        #expect(Set(greeters.map { $0.split(separator: " ")[1] }) == Set((0..<10).map { "\($0)" }))
-        // 5: every child sees 1, the parent still 0.
-        let five = body(5)
-        #expect(five.filter { $0.hasSuffix("counter = 1") }.count == 3)
-        #expect(five.last == "parent: counter = 0")
-        // 6: 4 writers x 3 lines, none lost.
-        let six = body(6)
-        #expect(six.first?.hasSuffix("has 12 lines from 4 writers:") == true)
-    }
-}
+    }}
 
 /// Runs a program and returns its standard output; fails if it does not exit 0 within a minute.
 func runCapturingOutput(_ path: String) throws -> String {

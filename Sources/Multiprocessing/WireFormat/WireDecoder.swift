@@ -15,9 +15,14 @@
 /// length from which its end could be found.
 public struct WireDecoder: Sendable {
     /// Context values visible to `Decodable` implementations through `decoder.userInfo`.
+    ///
+    /// Values must be `Sendable` so the decoder can be shared between tasks;
+    /// `init(from:)` sees them as `[CodingUserInfoKey: Any]`.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
     /// Creates a decoder with an empty ``userInfo``.
+    ///
+    /// A decoder holds no state between calls, so one can be reused and shared freely.
     public init() {}
 
     /// Decodes a value of the given type from a byte array.
@@ -59,7 +64,7 @@ public struct WireDecoder: Sendable {
             return try state.decodeValue(
                 T.self, at: &position, limit: state.bodyEnd, exact: true, parent: -1, key: .none, collapsed: false)
         } catch {
-            throw MultiprocessingError.wrapCodingError(error, .decodingFailed)
+            throw MultiprocessingError.wireWrappingCodingError(error, .decodingFailed)
         }
     }
 }
@@ -145,13 +150,21 @@ struct WireReader {
     func string(_ position: inout Int, _ limit: Int, _ what: StaticString) throws(WireFault) -> String {
         let count = try length(&position, limit, what)
         let bytes = UnsafeRawBufferPointer(start: base + position, count: count)
-        // `String(validating:as:)` is not specialized for raw bytes and costs a
-        // metadata lookup per call; validating here keeps short strings cheap.
-        guard WireReader.isValidUTF8(bytes) else {
+        let string: String?
+        if count <= 256 {
+            // `String(validating:as:)` costs about 100 ns of generic overhead per
+            // call; for short strings validating here is twice as fast.
+            string =
+                WireReader.isValidUTF8(bytes)
+                ? bytes.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) } : nil
+        } else {
+            string = bytes.withMemoryRebound(to: UInt8.self) { String(validating: $0, as: UTF8.self) }
+        }
+        guard let string else {
             throw WireFault("invalid UTF-8 in \(what)")
         }
         position += count
-        return bytes.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) }
+        return string
     }
 
     /// Checks well-formed UTF-8 as Unicode defines it: no overlong forms, no
@@ -387,8 +400,6 @@ final class WireDecodingState {
         return converted
     }
 
-    // MARK: Frames
-
     func codingPath(_ frame: Int) -> [any CodingKey] {
         var path: [any CodingKey] = []
         var index = frame
@@ -407,7 +418,7 @@ final class WireDecodingState {
         if let key = key.codingKey {
             path.append(key)
         }
-        return .wire(.decodingFailed, message, at: path)
+        return .wireCodingFailure(.decodingFailed, message, at: path)
     }
 
     /// Checks that a container or decoder still belongs to a value being decoded.
@@ -469,8 +480,6 @@ final class WireDecodingState {
             frames.removeSubrange(frame...)
         }
     }
-
-    // MARK: Values
 
     /// Reads the plain encoding of a value starting at `position`.
     ///
@@ -565,12 +574,19 @@ final class WireDecodingState {
         }
         array.reserveCapacity(reservation(count, stride: MemoryLayout<E>.stride))
         let frame = try pushFrame(.collection, parent: parent, key: key, start: position, limit: limit, exact: false)
+        let composite = !WireFormat.isPrimitive(E.self) && !(E.self is any WireSpecialDecodable.Type)
         do {
             for index in 0..<count {
-                array.append(
-                    try decodeValue(
-                        E.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index),
-                        collapsed: false))
+                if composite {
+                    array.append(
+                        try decodeComposite(
+                            E.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index)))
+                } else {
+                    array.append(
+                        try decodeValue(
+                            E.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index),
+                            collapsed: false))
+                }
             }
         } catch {
             dropFrames(from: frame)
@@ -603,9 +619,13 @@ final class WireDecodingState {
             let destination = UnsafeMutableRawBufferPointer(elements)
             destination.copyMemory(from: source)
             #if !_endian(little)
-            if stride > 1 {
-                for start in Swift.stride(from: 0, to: byteCount, by: stride) {
-                    destination[start..<start + stride].reverse()
+            for start in Swift.stride(from: 0, to: byteCount, by: stride) {
+                var low = start
+                var high = start + stride - 1
+                while low < high {
+                    destination.swapAt(low, high)
+                    low += 1
+                    high -= 1
                 }
             }
             #endif
@@ -676,8 +696,6 @@ final class WireDecodingState {
         dropFrames(from: frame)
         return dictionary
     }
-
-    // MARK: Containers
 
     func openKeyed(_ frame: Int) throws(WireFault) {
         if frames[frame].kind == .keyed {
@@ -836,6 +854,7 @@ final class WireDecodingState {
     }
 
     /// Reads a primitive that must fill its keyed entry exactly.
+    @inline(__always)
     func decodeEntryPrimitive<T>(_ type: T.Type, in range: Range<Int>, frame: Int, key: any CodingKey) throws -> T {
         guard !range.isEmpty else {
             throw failure("expected \(T.self), found nil", frame: frame, key: .key(key))
@@ -964,11 +983,13 @@ struct WireKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProtoco
         return true
     }
 
+    @inline(__always)
     private func primitive<T>(_ type: T.Type, _ key: Key) throws -> T {
         let range = try state.requireEntry(frame: frame, serial: serial, key: key)
         return try state.decodeEntryPrimitive(T.self, in: range, frame: frame, key: key)
     }
 
+    @inline(__always)
     private func primitiveIfPresent<T>(_ type: T.Type, _ key: Key) throws -> T? {
         guard let range = try state.findEntry(frame: frame, serial: serial, name: key.stringValue, advance: true),
             !range.isEmpty

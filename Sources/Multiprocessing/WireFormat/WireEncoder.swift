@@ -21,9 +21,14 @@
 /// ```
 public struct WireEncoder: Sendable {
     /// Context values visible to `Encodable` implementations through `encoder.userInfo`.
+    ///
+    /// Values must be `Sendable` so the encoder can be shared between tasks;
+    /// `encode(to:)` sees them as `[CodingUserInfoKey: Any]`.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
     /// Creates an encoder with an empty ``userInfo``.
+    ///
+    /// An encoder holds no state between calls, so one can be reused and shared freely.
     public init() {}
 
     /// Encodes a value into a new byte array.
@@ -65,7 +70,7 @@ public struct WireEncoder: Sendable {
             state.appendKeyTable()
         } catch {
             state.buffer.removeSubrange(start...)
-            throw MultiprocessingError.wrapCodingError(error, .encodingFailed)
+            throw MultiprocessingError.wireWrappingCodingError(error, .encodingFailed)
         }
     }
 }
@@ -136,8 +141,6 @@ final class WireEncodingState {
         convertedUserInfo = converted
         return converted
     }
-
-    // MARK: Writing bytes
 
     @inline(__always)
     func appendVarint(_ value: UInt64) {
@@ -238,14 +241,16 @@ final class WireEncodingState {
 
     private func addKey(_ name: String) -> Int {
         let index = keys.count
+        if index == 0 {
+            keys.reserveCapacity(8)
+        }
         keys.append(name)
-        if !keyIndexes.isEmpty || keys.count > 17 {
+        // The dictionary exists once the table outgrew a linear search.
+        if !keyIndexes.isEmpty {
             keyIndexes[name] = index
         }
         return index
     }
-
-    // MARK: Frames
 
     func codingPath(_ frame: Int) -> [any CodingKey] {
         var path: [any CodingKey] = []
@@ -265,7 +270,7 @@ final class WireEncodingState {
         if let key = key.codingKey {
             path.append(key)
         }
-        return .wire(.encodingFailed, message, at: path)
+        return .wireCodingFailure(.encodingFailed, message, at: path)
     }
 
     func pushFrame(_ kind: WireEncodingFrame.Kind, parent: Int, key: WirePathComponent) throws -> Int {
@@ -376,8 +381,6 @@ final class WireEncodingState {
         }
     }
 
-    // MARK: Values
-
     /// Writes the plain encoding of a value.
     ///
     /// With `collapsingOptional`, an `Optional` writes no presence byte: the
@@ -407,7 +410,7 @@ final class WireEncodingState {
     }
 
     @inline(__always)
-    private func encodePrimitive<T>(_ value: T) -> Bool {
+    func encodePrimitive<T>(_ value: T) -> Bool {
         if T.self == String.self {
             appendString(unsafeBitCast(value, to: String.self))
         } else if T.self == Int.self {
@@ -476,8 +479,16 @@ final class WireEncodingState {
         let frame = try pushFrame(.collection, parent: parent, key: key)
         let serial = frames[frame].serial
         var index = 0
+        // Elements that are neither primitive nor special go straight to their
+        // own encode(to:), sparing a type check and a dynamic cast per element.
+        let composite =
+            !WireFormat.isPrimitive(C.Element.self) && !(C.Element.self is any WireSpecialEncodable.Type)
         for element in elements {
-            try encodeValue(element, parent: frame, key: .index(index), collapsingOptional: false)
+            if composite {
+                try encodeComposite(element, parent: frame, key: .index(index))
+            } else {
+                try encodeValue(element, parent: frame, key: .index(index), collapsingOptional: false)
+            }
             index += 1
         }
         try activate(frame, serial)
@@ -503,8 +514,6 @@ final class WireEncodingState {
         frames.removeLast()
     }
 
-    // MARK: Container operations
-
     /// Writes a keyed entry whose value has a known length.
     @inline(__always)
     func beginEntry(frame: Int, name: String, length: Int) {
@@ -517,11 +526,28 @@ final class WireEncodingState {
     func encodeEntry<T: Encodable>(_ value: T, frame: Int, key: any CodingKey, collapsingOptional: Bool) throws {
         let mark = buffer.count
         appendVarint(keyIndex(key.stringValue, frame: frame))
-        let lengthPosition = buffer.count
-        buffer.append(0)
         do {
-            if try encodeValue(value, parent: frame, key: .key(key), collapsingOptional: collapsingOptional) {
-                patchLength(at: lengthPosition)
+            let special = value as? any WireSpecialEncodable
+            if let special, let size = special.wireEncodedSize {
+                // Writing the length first spares moving a large array to widen it.
+                appendVarint(size)
+                _ = try special.wireEncode(to: self, parent: frame, key: .key(key), collapsingOptional: false)
+            } else {
+                let lengthPosition = buffer.count
+                buffer.append(0)
+                let present: Bool
+                if let special {
+                    present = try special.wireEncode(
+                        to: self, parent: frame, key: .key(key), collapsingOptional: collapsingOptional)
+                } else if encodePrimitive(value) {
+                    present = true
+                } else {
+                    try encodeComposite(value, parent: frame, key: .key(key))
+                    present = true
+                }
+                if present {
+                    patchLength(at: lengthPosition)
+                }
             }
         } catch {
             rollBack(frame: frame, to: mark)
@@ -821,6 +847,13 @@ protocol WireSpecialEncodable {
     func wireEncode(
         to state: WireEncodingState, parent: Int, key: WirePathComponent, collapsingOptional: Bool
     ) throws -> Bool
+
+    /// The byte count of the plain encoding when it is known without encoding.
+    var wireEncodedSize: Int? { get }
+}
+
+extension WireSpecialEncodable {
+    var wireEncodedSize: Int? { nil }
 }
 
 extension Optional: WireSpecialEncodable where Wrapped: Encodable {
@@ -842,6 +875,13 @@ extension Optional: WireSpecialEncodable where Wrapped: Encodable {
 }
 
 extension Array: WireSpecialEncodable where Element: Encodable {
+    var wireEncodedSize: Int? {
+        guard WireFormat.isTrivialElement(Element.self) else {
+            return nil
+        }
+        return WireFormat.varintSize(UInt64(count)) + count * MemoryLayout<Element>.stride
+    }
+
     func wireEncode(
         to state: WireEncodingState, parent: Int, key: WirePathComponent, collapsingOptional: Bool
     ) throws -> Bool {

@@ -3,32 +3,39 @@
 // The format is schema-less: the decoder knows the type it decodes, so values
 // carry no type tags. Layout of one message:
 //
-//     message   = body keyTable tableLength
-//     body      = the plain encoding of the top-level value
-//     keyTable  = varint(count) (varint(byteCount) utf8)*   -- absent when no keys are used
-//     tableLength = byte length of keyTable as a varint written backwards,
-//                   so it can be read from the end (a single 0x00 when empty)
+//     message     = body keyTable tableLength
+//     body        = the plain encoding of the top-level value
+//     keyTable    = varint(count) (varint(byteCount) utf8)*, absent when no key is used
+//     tableLength = byte length of keyTable as a varint written backwards, so it
+//                   is read from the end: highest 7 bits first, every byte but
+//                   the first with its high bit set (a single 0x00 when empty)
 //
-// Plain encodings:
+// Plain encodings (varints are LEB128, signed ones zigzag first):
 //
-//     Bool, Int8, UInt8     1 byte
-//     Int16...Int64, Int    zigzag LEB128 varint
-//     UInt16...UInt64, UInt LEB128 varint
-//     Int128, UInt128       16 bytes little-endian
-//     Float, Double         IEEE bit pattern, 4 or 8 bytes little-endian
-//     String                varint(utf8 byte count) utf8
-//     Optional              0x00 (nil) or 0x01 value
-//     Array, Set            varint(count) elements; arrays of fixed-width numbers
-//                           and Bool are the raw little-endian element bytes
-//     Dictionary            varint(count) (key value)*
-//     other types           what their `encode(to:)` writes into one container:
-//       keyed container     varint(count << 2 | 2) entry*
-//                           entry = varint(key index) varint(length) value,
-//                           length 0 meaning nil
-//       unkeyed container   varint(count << 2 | 3) element*
-//                           element = 0x00 (nil) | 0x01 value | 0x01 varint(length) container
-//                           (the last form for nested containers and super encoders)
-//       single value        0x00 (nil) or 0x01 value
+//     Bool, Int8, UInt8        1 byte
+//     Int16...Int64, Int       zigzag varint
+//     UInt16...UInt64, UInt    varint
+//     Int128, UInt128          16 bytes little-endian
+//     Float, Double            IEEE bit pattern, 4 or 8 bytes little-endian
+//     String                   varint(UTF-8 byte count) UTF-8
+//     Optional                 0x00 for nil, or 0x01 and the wrapped value
+//     Array, Set               varint(count) elements; arrays of Bool and of
+//                              fixed-width numbers are their raw little-endian
+//                              bytes, Int and UInt taking 8 bytes each
+//     Dictionary               varint(count) (key value)*
+//     any other type           what its `encode(to:)` writes into its container:
+//       keyed container        varint(entryCount << 2 | 2) entry*
+//                              entry = varint(key table index) varint(length) value
+//                              length 0 is nil (`encodeNil`, or `encode` of a nil
+//                              optional); `encodeIfPresent` of nil writes no entry
+//       unkeyed container      varint(elementCount << 2 | 3) element*
+//                              element = 0x00 (nil) | 0x01 value
+//                                      | 0x01 varint(length) nested container or super encoder
+//       single value           0x00 (nil) | 0x01 value
+//       nothing requested      as an empty keyed container
+//
+// Inside a keyed entry or an element the outermost Optional has no presence
+// byte of its own: the empty entry or the element tag already says nil.
 
 /// Limits and markers of the wire format.
 enum WireFormat {
@@ -52,6 +59,14 @@ enum WireFormat {
             || E.self == Float.self || E.self == Int64.self || E.self == UInt64.self || E.self == Int32.self
             || E.self == UInt32.self || E.self == Int16.self || E.self == UInt16.self
             || ((E.self == Int.self || E.self == UInt.self) && MemoryLayout<Int>.size == 8)
+    }
+
+    /// Whether values of this type have an encoding of their own rather than their Codable methods.
+    static func isPrimitive<T>(_ type: T.Type) -> Bool {
+        T.self == String.self || T.self == Int.self || T.self == Double.self || T.self == Bool.self
+            || T.self == Int64.self || T.self == UInt64.self || T.self == Int32.self || T.self == UInt32.self
+            || T.self == UInt8.self || T.self == Int8.self || T.self == Int16.self || T.self == UInt16.self
+            || T.self == UInt.self || T.self == Float.self || T.self == Int128.self || T.self == UInt128.self
     }
 
     @inline(__always)
@@ -162,17 +177,18 @@ struct WireFault: Error {
 
 extension MultiprocessingError {
     /// Builds an encoding or decoding error whose message starts with the coding path.
-    static func wire(_ code: Code, _ message: String, at path: [any CodingKey]) -> MultiprocessingError {
+    static func wireCodingFailure(_ code: Code, _ message: String, at path: [any CodingKey]) -> MultiprocessingError {
         MultiprocessingError(code, "at \(WirePathComponent.describe(path)): \(message)")
     }
 
     /// Converts the standard `EncodingError` and `DecodingError` into the library's error,
     /// leaving library errors and errors of other types as they are.
-    static func wrapCodingError(_ error: any Error, _ code: Code) -> any Error {
+    static func wireWrappingCodingError(_ error: any Error, _ code: Code) -> any Error {
         if let error = error as? EncodingError {
             switch error {
             case .invalidValue(let value, let context):
-                return wire(code, "invalid value \(value): \(context.debugDescription)", at: context.codingPath)
+                let message = "invalid value \(value): \(context.debugDescription)"
+                return wireCodingFailure(code, message, at: context.codingPath)
             @unknown default:
                 return MultiprocessingError(code, "\(error)")
             }
@@ -180,14 +196,16 @@ extension MultiprocessingError {
         if let error = error as? DecodingError {
             switch error {
             case .typeMismatch(let type, let context):
-                return wire(code, "type mismatch for \(type): \(context.debugDescription)", at: context.codingPath)
+                let message = "type mismatch for \(type): \(context.debugDescription)"
+                return wireCodingFailure(code, message, at: context.codingPath)
             case .valueNotFound(let type, let context):
-                return wire(code, "no value for \(type): \(context.debugDescription)", at: context.codingPath)
+                let message = "no value for \(type): \(context.debugDescription)"
+                return wireCodingFailure(code, message, at: context.codingPath)
             case .keyNotFound(let key, let context):
-                return wire(
-                    code, "key '\(key.stringValue)' not found: \(context.debugDescription)", at: context.codingPath)
+                let message = "key '\(key.stringValue)' not found: \(context.debugDescription)"
+                return wireCodingFailure(code, message, at: context.codingPath)
             case .dataCorrupted(let context):
-                return wire(code, context.debugDescription, at: context.codingPath)
+                return wireCodingFailure(code, context.debugDescription, at: context.codingPath)
             @unknown default:
                 return MultiprocessingError(code, "\(error)")
             }

@@ -1,0 +1,78 @@
+"""Ratios of the Swift harness's results to Python's and to C's, per run of one sitting.
+
+usage: python3 Benchmarks/ratios.py RESULTS_DIR RUNS
+
+Prints, for each Swift workload, the median over runs of the Swift figure, the
+Python figure and their ratio, and the ratios to the C limits the issues name.
+"""
+import json
+import statistics
+import sys
+
+# Swift workload -> the C figure it is compared with.
+C_REFERENCE = {
+    "W1.process.fork": "C.fork.exit_wait",
+    "W4.pipe.pingpong.bytes8": "C.pipe.pingpong8",
+    "W4.pipe.pingpong.obj": "C.pipe.pingpong8",
+    "W4.pipe.oneway.bytes8": "C.pipe.oneway8.unbatched",
+    "X.pipe.oneway.bytes8.unbatched": "C.pipe.oneway8.unbatched",
+    "W5.pipe.single": "C.pipe.bw",
+    "W5.pipe.chunks1M": "C.pipe.bw",
+}
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {r["name"]: r for r in data.get("results", [])}
+
+
+def in_ms(result):
+    value = result["median"]
+    return value / 1000 if result["unit"] == "us" else value
+
+
+def main():
+    folder, runs = sys.argv[1], int(sys.argv[2])
+    rows = {}
+    for run in range(1, runs + 1):
+        swift = load(f"{folder}/run{run}-swift.json")
+        python = load(f"{folder}/run{run}-python.json")
+        c = load(f"{folder}/run{run}-c.json")
+        for name, result in swift.items():
+            row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": []})
+            row["swift"].append(result["median"])
+            if name in python:
+                row["python"].append(python[name]["median"])
+                row["vs_py"].append(result["median"] / python[name]["median"])
+            ref = C_REFERENCE.get(name)
+            if ref and ref in c:
+                cval = in_ms(c[ref]) if result["unit"] == "ms" else c[ref]["median"]
+                row["c"].append(f"{ref} {cval:.4g}")
+                row["vs_c"].append(result["median"] / cval)
+
+    def med(values):
+        return f"{statistics.median(values):.4g}" if values else "-"
+
+    def spread(values):
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:.3g}"
+        return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
+
+    print(f"Runs: {runs}. Medians over runs; ratios are taken within each run, then the median (and range) is shown.")
+    print()
+    print(f"| workload | unit | Swift | Python | Swift/Python | C reference | Swift/C |")
+    print(f"|---|---|---:|---:|---:|---|---:|")
+    for name, row in rows.items():
+        reference = f"{row['c'][0].split()[0]} {med([float(x.split()[1]) for x in row['c']])}" if row["c"] else "-"
+        print(f"| {name} | {row['unit']} | {med(row['swift'])} | {med(row['python'])} | {spread(row['vs_py'])} "
+              f"| {reference} | {spread(row['vs_c'])} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One benchmark sitting: the Swift harness, the project's Python script and
+# the C limits, interleaved RUNS times, then the ratios of each Swift result
+# to Python's and to C's. Results go to Benchmarks/results/ (not committed).
+#
+#   bash Benchmarks/sitting.sh                 # W1, W4, W5, 3 runs
+#   ONLY=W1 RUNS=1 BENCH_SCALE=0.3 bash Benchmarks/sitting.sh
+#
+# Needs ../shared/bench (next to the project root) for c_limits.c and compare.py.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+shared="$root/../shared/bench"
+out="$root/Benchmarks/results"
+RUNS="${RUNS:-3}"
+ONLY="${ONLY:-W1,W4,W5,X}"
+mkdir -p "$out"
+
+swift build -c release --product multiprocessing-bench --package-path "$root" >&2
+gcc -O2 -static -Wall -Wextra -o "$out/c_limits" "$shared/c_limits.c"
+
+for run in $(seq 1 "$RUNS"); do
+    echo "== run $run/$RUNS ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    timeout -k 10 900 "$root/.build/release/multiprocessing-bench" --only "$ONLY" --json "$out/run$run-swift.json"
+    timeout -k 10 900 python3 "$root/Benchmarks/python/bench_python.py" --only "$ONLY" \
+        --json "$out/run$run-python.json" 2>/dev/null || echo "python run $run exited $?" >&2
+    timeout -k 10 600 "$out/c_limits" --json "$out/run$run-c.json" >/dev/null 2>&1 \
+        || echo "c_limits run $run exited $?" >&2
+done
+
+python3 "$root/Benchmarks/ratios.py" "$out" "$RUNS"
