@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One measured workload, in the JSON shape of `shared/bench/WORKLOADS.md` (schema 1).
@@ -34,7 +34,8 @@ struct Report {
 
     mutating func add(_ result: Result) {
         results.append(result)
-        let line = "\(result.name.padding(40)) \(format(result.median).padding(12)) \(result.unit.padding(8)) "
+        let line =
+            "\(result.name.padding(40)) \(format(result.median).padding(12)) \(result.unit.padding(8)) "
             + "min \(format(result.sorted.first!)) max \(format(result.sorted.last!)) reps \(result.samples.count)"
         printToStandardError(line)
     }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Multiprocessing
 
@@ -38,9 +38,12 @@ func processStarts(_ report: inout Report) throws {
             try child.close()
             if index == 0 { first = elapsed } else { samples.append(elapsed) }
         }
-        report.add(Result(
-            name: "W1.process.\(name)", unit: "ms", better: "lower", samples: samples,
-            note: "ChildProcess(noop).start()+join(); first (cold\(method == .forkserver ? ", starts the server" : "")) \(format(first)) ms"))
+        report.add(
+            Result(
+                name: "W1.process.\(name)", unit: "ms", better: "lower", samples: samples,
+                note:
+                    "ChildProcess(noop).start()+join(); first (cold\(method == .forkserver ? ", starts the server" : "")) \(format(first)) ms"
+            ))
     }
 }
 
@@ -123,9 +126,12 @@ func pipeMessages(_ report: inout Report) throws {
         }
         mine.close()
         try child.join()
-        report.add(Result(
-            name: "W4.pipe.pingpong.bytes8", unit: "us/rtt", better: "lower", samples: samples,
-            note: "duplex Connection (two pipes), sendBytes/receiveBytes(into:) of 8 B, \(roundTrips) round trips per rep"))
+        report.add(
+            Result(
+                name: "W4.pipe.pingpong.bytes8", unit: "us/rtt", better: "lower", samples: samples,
+                note:
+                    "duplex Connection (two pipes), sendBytes/receiveBytes(into:) of 8 B, \(roundTrips) round trips per rep"
+            ))
     }
     if selected("W4.pipe.pingpong.obj") {
         let (mine, theirs) = try Connection.pipe()
@@ -144,9 +150,11 @@ func pipeMessages(_ report: inout Report) throws {
         }
         mine.close()
         try child.join()
-        report.add(Result(
-            name: "W4.pipe.pingpong.obj", unit: "us/rtt", better: "lower", samples: samples,
-            note: "duplex Connection, send/receive of an Int as a Codable value, \(roundTrips) round trips per rep"))
+        report.add(
+            Result(
+                name: "W4.pipe.pingpong.obj", unit: "us/rtt", better: "lower", samples: samples,
+                note: "duplex Connection, send/receive of an Int as a Codable value, \(roundTrips) round trips per rep")
+        )
     }
     let messages = 200_000
     for batched in [true, false] {
@@ -156,11 +164,12 @@ func pipeMessages(_ report: inout Report) throws {
             var buffer = [UInt8](repeating: 0, count: 64)
             for _ in 0..<messages { _ = try buffer.withUnsafeMutableBytes { try connection.receiveBytes(into: $0) } }
         }.map { Double(messages) / $0.seconds }
-        report.add(Result(
-            name: name, unit: "msgs/s", better: "higher", samples: samples,
-            note: "one-way Connection, child sends \(messages) x 8 B "
-                + (batched ? "inside connection.withBatch {}" : "with one sendBytes call (one write) each")
-                + ", parent receiveBytes(into:) each; start-up excluded (ready/go)"))
+        report.add(
+            Result(
+                name: name, unit: "msgs/s", better: "higher", samples: samples,
+                note: "one-way Connection, child sends \(messages) x 8 B "
+                    + (batched ? "inside connection.withBatch {}" : "with one sendBytes call (one write) each")
+                    + ", parent receiveBytes(into:) each; start-up excluded (ready/go)"))
     }
 }
 
@@ -198,9 +207,10 @@ func pipeBulk(_ report: inout Report) throws {
         let message = try connection.receiveBytes()
         precondition(message.count == total)
     }.map { Double(total) / 1e9 / $0.seconds }
-    report.add(Result(
-        name: "W5.pipe.single", unit: "GB/s", better: "higher", samples: single,
-        note: "256 MiB child -> parent as one message (receiveBytes), default pipe size"))
+    report.add(
+        Result(
+            name: "W5.pipe.single", unit: "GB/s", better: "higher", samples: single,
+            note: "256 MiB child -> parent as one message (receiveBytes), default pipe size"))
 
     var buffer = [UInt8](repeating: 0, count: mib)
     let chunks = try stream(count: 0, size: total, chunk: mib, reps: reps(5)) { connection in
@@ -211,7 +221,8 @@ func pipeBulk(_ report: inout Report) throws {
             }
         }
     }.map { Double(total) / 1e9 / $0.seconds }
-    report.add(Result(
-        name: "W5.pipe.chunks1M", unit: "GB/s", better: "higher", samples: chunks,
-        note: "256 MiB child -> parent as 256 messages of 1 MiB (receiveBytes(into:) one reused buffer)"))
+    report.add(
+        Result(
+            name: "W5.pipe.chunks1M", unit: "GB/s", better: "higher", samples: chunks,
+            note: "256 MiB child -> parent as 256 messages of 1 MiB (receiveBytes(into:) one reused buffer)"))
 }

@@ -6,9 +6,9 @@
 // The harness stays single-threaded (it blocks instead of awaiting) so that
 // the fork start method is measured as users of a single-threaded program get it.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Multiprocessing
 
@@ -57,6 +57,9 @@ if let jsonPath {
 
 func isDebugBuild() -> Bool {
     var debug = false
-    assert({ debug = true; return true }())
+    assert(
+        {
+            debug = true; return true
+        }())
     return debug
 }

@@ -6,9 +6,9 @@
 // single-threaded (it blocks in join instead of awaiting), so the sections
 // that fork the tour itself are safe.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Multiprocessing
 

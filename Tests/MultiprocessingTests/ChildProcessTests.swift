@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Testing
 @testable import Multiprocessing
@@ -55,7 +55,9 @@ extension ProcessSuites {
             #expect(try await ChildProcess.run(AsyncSquare(number: 9), startMethod: method) == 81)
             #expect(try await ChildProcess.run(Outer.Nested(value: "abc"), startMethod: method) == "ABC")
             #expect(try await ChildProcess.run(Generic(value: 2.5), startMethod: method) == [2.5, 2.5])
-            #expect(try await ChildProcess.run(Generic(value: Greeting(text: "x", numbers: [])), startMethod: method).count == 2)
+            #expect(
+                try await ChildProcess.run(Generic(value: Greeting(text: "x", numbers: [])), startMethod: method).count
+                    == 2)
             let greeting = try await ChildProcess.run(MakeGreeting(name: "you"), name: "greeter", startMethod: method)
             #expect(greeting == Greeting(text: "hello you from greeter", numbers: [1, 2, 3]))
         }
@@ -212,4 +214,5 @@ extension ProcessSuites {
             #expect(zombieChildren().isEmpty)
             #expect(openDescriptors() == before)
         }
-    }}
+    }
+}

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Testing
 @testable import Multiprocessing
@@ -158,4 +158,5 @@ extension ProcessSuites {
             #expect(try reader.receive(String.self) == "first")
             #expect(try reader.receive(String.self) == "second")
         }
-    }}
+    }
+}

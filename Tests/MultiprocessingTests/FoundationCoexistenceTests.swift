@@ -23,4 +23,5 @@ extension ProcessSuites {
             #expect(ProcessInfo.processInfo.processIdentifier == currentProcess.pid)
             _ = Foundation.Pipe()
         }
-    }}
+    }
+}

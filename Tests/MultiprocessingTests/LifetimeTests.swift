@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Testing
 @testable import Multiprocessing
@@ -34,4 +34,5 @@ extension ProcessSuites {
             }
             #expect(zombieChildren().isEmpty)
         }
-    }}
+    }
+}

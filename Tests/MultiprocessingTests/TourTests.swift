@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Testing
 @testable import Multiprocessing
@@ -61,7 +61,8 @@ extension ProcessSuites {
             let six = body(6)
             #expect(six.first?.hasSuffix("has 12 lines from 4 writers:") == true)
         }
-    }}
+    }
+}
 
 /// Runs a program and returns its standard output; fails if it does not exit 0 within a minute.
 func runCapturingOutput(_ path: String) throws -> String {

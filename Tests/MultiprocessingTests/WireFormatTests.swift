@@ -632,9 +632,10 @@ struct WireFormatTests {
     @Test func decodingFewerFieldsSkipsTheRest() throws {
         let item = WireTestItem(name: "apple", price: 0.5, quantity: 3, tags: ["a"], discount: 1)
         let bytes = try WireEncoder().encode([item, item])
-        #expect(try WireDecoder().decode([WireTestPartial].self, from: bytes) == [
-            WireTestPartial(quantity: 3, name: "apple"), WireTestPartial(quantity: 3, name: "apple"),
-        ])
+        #expect(
+            try WireDecoder().decode([WireTestPartial].self, from: bytes) == [
+                WireTestPartial(quantity: 3, name: "apple"), WireTestPartial(quantity: 3, name: "apple"),
+            ])
     }
 
     @Test func userInfoIsVisible() throws {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 import Synchronization
@@ -180,7 +180,8 @@ public final class Connection: @unchecked Sendable {
         let address = UInt(bitPattern: buffer.baseAddress)
         let count = buffer.count
         return try reader.withLock {
-            try $0.readFrame(into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count))
+            try $0.readFrame(
+                into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count))
         }
     }
 

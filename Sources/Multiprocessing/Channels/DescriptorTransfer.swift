@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 
@@ -36,7 +36,8 @@ final class DescriptorTransfer: @unchecked Sendable {
     func take(_ index: Int) throws -> Int32 {
         if index == -1 { return -1 }
         guard descriptors.indices.contains(index), !taken.contains(index) else {
-            throw MultiprocessingError(.decodingFailed, "the task value names descriptor #\(index), which was not passed")
+            throw MultiprocessingError(
+                .decodingFailed, "the task value names descriptor #\(index), which was not passed")
         }
         taken.insert(index)
         let fd = descriptors[index]

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Message framing on a byte stream: a 4-byte little-endian length, or
@@ -133,7 +133,8 @@ struct FrameReader: ~Copyable {
         try fill(12, atFrameStart: false)
         let long = storage.loadUnaligned(fromByteOffset: start + 4, as: UInt64.self).littleEndian
         guard long <= UInt64(Int.max) else {
-            throw MultiprocessingError(.decodingFailed, "a frame header claims \(long) bytes, more than memory can hold")
+            throw MultiprocessingError(
+                .decodingFailed, "a frame header claims \(long) bytes, more than memory can hold")
         }
         return (Int(long), 12)
     }

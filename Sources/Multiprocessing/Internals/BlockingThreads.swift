@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Dedicated threads for blocking system calls made on behalf of async code.
@@ -68,19 +68,21 @@ func startThreadRunning(_ body: @escaping @Sendable () -> Void) {
     pthread_attr_init(&attributes)
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
     #if canImport(Glibc)
-    var thread = pthread_t()
+        var thread = pthread_t()
     #else
-    var thread: pthread_t?
+        var thread: pthread_t?
     #endif
-    let result = pthread_create(&thread, &attributes, { raw in
-        #if canImport(Glibc)
-        let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
-        #else
-        let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
-        #endif
-        body.body()
-        return nil
-    }, box)
+    let result = pthread_create(
+        &thread, &attributes,
+        { raw in
+            #if canImport(Glibc)
+                let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+            #else
+                let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+            #endif
+            body.body()
+            return nil
+        }, box)
     pthread_attr_destroy(&attributes)
     precondition(result == 0, "pthread_create failed: \(Platform.errorName(result))")
 }

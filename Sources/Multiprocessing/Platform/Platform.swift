@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 
@@ -85,9 +85,9 @@ enum Platform {
         var current = sigaction()
         sigaction(SIGPIPE, nil, &current)
         #if canImport(Glibc)
-        let isDefault = current.__sigaction_handler.sa_handler == nil
+            let isDefault = current.__sigaction_handler.sa_handler == nil
         #else
-        let isDefault = current.__sigaction_u.__sa_handler == nil
+            let isDefault = current.__sigaction_u.__sa_handler == nil
         #endif
         if isDefault { signal(SIGPIPE, SIG_IGN) }
     }()
@@ -95,16 +95,16 @@ enum Platform {
 
 private func systemClose(_ fd: Int32) -> Int32 {
     #if canImport(Glibc)
-    Glibc.close(fd)
+        Glibc.close(fd)
     #else
-    Darwin.close(fd)
+        Darwin.close(fd)
     #endif
 }
 
 func systemKill(_ pid: pid_t, _ signal: Int32) -> Int32 {
     #if canImport(Glibc)
-    Glibc.kill(pid, signal)
+        Glibc.kill(pid, signal)
     #else
-    Darwin.kill(pid, signal)
+        Darwin.kill(pid, signal)
     #endif
 }

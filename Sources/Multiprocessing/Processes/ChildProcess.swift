@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 import Synchronization
@@ -130,7 +130,8 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
             case .closed:
                 throw MultiprocessingError(.closed, "process '\(name)' was closed")
             default:
-                throw MultiprocessingError(.alreadyStarted, "process '\(name)' was already started; a process starts once")
+                throw MultiprocessingError(
+                    .alreadyStarted, "process '\(name)' was already started; a process starts once")
             }
         }
         let current = ProcessIdentity.current
@@ -445,7 +446,10 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
         name: String? = nil, startMethod: StartMethod = .fork, daemon: Bool = false,
         _ body: @escaping @Sendable () async throws -> Void
     ) throws where Output == Void {
-        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) { _ in [] } decode: { _ in }
+        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) { _ in
+            []
+        } decode: { _ in
+        }
     }
 
     private init(

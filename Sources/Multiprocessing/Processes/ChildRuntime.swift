@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 import Synchronization
@@ -23,7 +23,8 @@ enum ChildRuntime {
             return 70
         }
         Platform.close(MP_FD_JOB)
-        ProcessIdentity.becomeChild(name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName)
+        ProcessIdentity.becomeChild(
+            name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName)
         let transfer = DescriptorTransfer(descriptors: (0..<extras).map { MP_FD_FIRST_EXTRA + Int32($0) })
         let (outcome, code) = run(job, transfer: transfer)
         finish(outcome: outcome, resultFD: resultFD)
@@ -69,9 +70,11 @@ enum ChildRuntime {
     static func finish(outcome: Outcome, resultFD: Int32) {
         if var frame = try? encodeFrame(outcome) {
             try? Frame.write(reservedHeader: &frame, to: resultFD)
-        } else if var frame = try? encodeFrame(Outcome.failure(ErrorEnvelope(
-            MultiprocessingError(.encodingFailed, "the task's result could not be encoded"),
-            processName: ProcessIdentity.current.name)))
+        } else if var frame = try? encodeFrame(
+            Outcome.failure(
+                ErrorEnvelope(
+                    MultiprocessingError(.encodingFailed, "the task's result could not be encoded"),
+                    processName: ProcessIdentity.current.name)))
         {
             try? Frame.write(reservedHeader: &frame, to: resultFD)
         }

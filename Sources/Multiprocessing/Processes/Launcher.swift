@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CMultiprocessing
 import Synchronization
@@ -162,7 +162,8 @@ enum Launcher {
         let (outcome, _) = runSynchronously { (Outcome.success([]), Int32(0)) }
         var frame: [UInt8] = [0, 0, 0, 0]
         try? WireEncoder().encode(outcome, into: &frame)
-        try? WireEncoder().encode(Outcome.failure(ErrorEnvelope(MultiprocessingError(.closed, ""), processName: "")), into: &frame)
+        try? WireEncoder().encode(
+            Outcome.failure(ErrorEnvelope(MultiprocessingError(.closed, ""), processName: "")), into: &frame)
     }()
 
     static func direct(pid: pid_t) -> LaunchedChild {
@@ -216,9 +217,9 @@ enum ForkServer {
     private static func startServer() throws -> Server {
         var pair: [Int32] = [-1, -1]
         #if canImport(Glibc)
-        let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+            let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         #else
-        let type = SOCK_STREAM
+            let type = SOCK_STREAM
         #endif
         try Platform.retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
         defer { Platform.close(pair[1]) }

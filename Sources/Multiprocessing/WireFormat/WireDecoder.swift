@@ -619,15 +619,15 @@ final class WireDecodingState {
             let destination = UnsafeMutableRawBufferPointer(elements)
             destination.copyMemory(from: source)
             #if !_endian(little)
-            for start in Swift.stride(from: 0, to: byteCount, by: stride) {
-                var low = start
-                var high = start + stride - 1
-                while low < high {
-                    destination.swapAt(low, high)
-                    low += 1
-                    high -= 1
+                for start in Swift.stride(from: 0, to: byteCount, by: stride) {
+                    var low = start
+                    var high = start + stride - 1
+                    while low < high {
+                        destination.swapAt(low, high)
+                        low += 1
+                        high -= 1
+                    }
                 }
-            }
             #endif
             initialized = count
         }

@@ -453,11 +453,11 @@ final class WireEncodingState {
     private func appendTrivialArray<E>(_ array: [E]) {
         appendVarint(array.count)
         #if _endian(little)
-        array.withUnsafeBytes { buffer.append(contentsOf: $0) }
+            array.withUnsafeBytes { buffer.append(contentsOf: $0) }
         #else
-        for element in array {
-            withUnsafeBytes(of: element) { buffer.append(contentsOf: $0.reversed()) }
-        }
+            for element in array {
+                withUnsafeBytes(of: element) { buffer.append(contentsOf: $0.reversed()) }
+            }
         #endif
     }
 
