@@ -50,6 +50,11 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         public static let unsafeFork = Code("unsafeFork")
         /// A wait ran out of time.
         public static let timedOut = Code("timedOut")
+        /// A pool worker died (a signal, or an exit) while it ran the task;
+        /// the message names the status and the task. Only that task fails.
+        public static let workerDied = Code("workerDied")
+        /// A pool's ``WorkerInitializer`` threw in a worker; the pool is broken.
+        public static let initializerFailed = Code("initializerFailed")
     }
 
     /// The kind of failure.

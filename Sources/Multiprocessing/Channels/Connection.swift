@@ -87,6 +87,9 @@ public final class Connection: @unchecked Sendable {
     /// Whether ``close()`` was called.
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
 
+    /// Whether a whole or partial message is already buffered in this process.
+    var hasBufferedMessage: Bool { reader.withLock { $0.hasBufferedBytes } }
+
     /// Whether this end can receive.
     public var isReadable: Bool { readFD >= 0 }
 
@@ -213,7 +216,9 @@ public final class Connection: @unchecked Sendable {
         try await BlockingThreads.run { try self.waitReadable(timeout: timeout) }
     }
 
-    private func receiveFrame() throws -> [UInt8] {
+    /// Receives a frame on the calling thread, even from async code (for
+    /// processes that own their thread, like pool workers).
+    func receiveFrame() throws -> [UInt8] {
         guard readFD >= 0 else {
             throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
         }

@@ -62,6 +62,14 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         waitLock.deallocate()
     }
 
+    /// The descriptor that becomes readable when the running child exits.
+    var exitDescriptor: Int32? {
+        state.withLock { state in
+            if case .running(let child) = state.phase { return child.exitFD }
+            return nil
+        }
+    }
+
     /// Whether the child is ended when its parent exits (Python's `daemon`).
     ///
     /// At a normal exit of the parent, daemon children are terminated and the

@@ -1,0 +1,518 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import CMultiprocessing
+
+/// What became of one chunk.
+enum ChunkOutcome: Sendable {
+    /// The worker's result message: its kind and payload, and the compute time.
+    case result(kind: UInt8, payload: [UInt8], nanoseconds: UInt64)
+    case failed(any Error)
+}
+
+/// One chunk of work on its way through the pool. Mutable state is only
+/// touched with the engine's lock held.
+final class ChunkJob: @unchecked Sendable {
+    let id: UInt64
+    let typeName: String
+    let payload: [UInt8]
+    let items: Int
+    /// Names the work in errors, such as "Square, items 10..<20".
+    let label: String
+    let completion: @Sendable (ChunkOutcome) -> Void
+    var cancelled = false
+    var finished = false
+
+    init(
+        id: UInt64, typeName: String, payload: [UInt8], items: Int, label: String,
+        completion: @escaping @Sendable (ChunkOutcome) -> Void
+    ) {
+        self.id = id
+        self.typeName = typeName
+        self.payload = payload
+        self.items = items
+        self.label = label
+        self.completion = completion
+    }
+}
+
+/// Figures about one worker slot of a pool.
+public struct PoolWorkerStatistics: Sendable, Hashable {
+    /// The slot's index.
+    public var index: Int
+    /// The pid of the worker now in the slot, if one runs.
+    public var pid: Int32?
+    /// Items completed by the workers of this slot.
+    public var tasksDone: Int
+    /// Time the workers of this slot spent computing.
+    public var busyTime: Duration
+    /// How many times the slot's worker was replaced (after a crash, a
+    /// timeout, a cancellation or recycling).
+    public var restarts: Int
+}
+
+/// The parent's side of a pool: its workers, the queue of chunks, and one
+/// thread that waits on every worker at once.
+///
+/// Chunks flow one way: callers append them to `pending`; dispatch writes them
+/// to workers (at most `depth` per worker, so a slow chunk holds up little);
+/// the engine thread reads results and exits and completes chunks. All state
+/// is guarded by `mutex`; completions run after it is released.
+final class PoolEngine: @unchecked Sendable {
+    final class Slot {
+        let index: Int
+        let process: ChildProcess<Void>
+        let work: Connection
+        let results: Connection
+        let exitFD: Int32
+        var inFlight: [ChunkJob] = []
+        var outbox: [UInt8] = []
+        var ready = false
+        var assigned = 0
+        var stopping = false
+        var runningSince: ContinuousClock.Instant?
+        var killAt: ContinuousClock.Instant?
+        var timedOut: UInt64?
+
+        init(index: Int, process: ChildProcess<Void>, work: Connection, results: Connection, exitFD: Int32) {
+            self.index = index
+            self.process = process
+            self.work = work
+            self.results = results
+            self.exitFD = exitFD
+        }
+    }
+
+    let options: PoolOptions
+    let workerCount: Int
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ended = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var slots: [Slot] = []
+    private var pending: [ChunkJob] = []
+    private var pendingHead = 0
+    private var statistics: [PoolWorkerStatistics]
+    private var accepting = true
+    private var terminating = false
+    private var finished = false
+    private(set) var broken: MultiprocessingError?
+    private var nextID: UInt64 = 0
+    private var completions: [() -> Void] = []
+    private let wake: (read: Int32, write: Int32)
+    private let initializerType: String?
+    private let initializer: [UInt8]?
+
+    init(workers: Int, options: PoolOptions, initializerType: String?, initializer: [UInt8]?) throws {
+        self.options = options
+        workerCount = workers
+        self.initializerType = initializerType
+        self.initializer = initializer
+        statistics = (0..<workers).map {
+            PoolWorkerStatistics(index: $0, pid: nil, tasksDone: 0, busyTime: .zero, restarts: 0)
+        }
+        wake = try Platform.makePipe()
+        _ = fcntl(wake.read, F_SETFL, O_NONBLOCK)
+        _ = fcntl(wake.write, F_SETFL, O_NONBLOCK)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(ended, nil)
+        do {
+            for index in 0..<workers { slots.append(try startWorker(index)) }
+        } catch {
+            for slot in slots { try? slot.process.kill() }
+            for slot in slots { _ = try? slot.process.wait(deadline: nil) }
+            Platform.close(wake.read)
+            Platform.close(wake.write)
+            throw error
+        }
+        startThreadRunning { self.serve() }
+    }
+
+    deinit {
+        Platform.close(wake.read)
+        Platform.close(wake.write)
+        pthread_cond_destroy(ended)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        ended.deallocate()
+    }
+
+    private func locked<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    // MARK: Called by the pool's users
+
+    /// Queues a chunk; its completion runs exactly once, on the engine thread
+    /// (or on the calling thread, for work dropped while it is queued).
+    ///
+    /// - Throws: `.closed` after ``close()`` or ``terminate()``; the
+    ///   initializer's failure when the pool is broken.
+    func submit(
+        typeName: String, payload: [UInt8], items: Int, label: String,
+        completion: @escaping @Sendable (ChunkOutcome) -> Void
+    ) throws -> ChunkJob {
+        try locked {
+            if let broken { throw broken }
+            guard accepting else {
+                throw MultiprocessingError(.closed, "the pool was closed; it takes no new work")
+            }
+            nextID += 1
+            let job = ChunkJob(
+                id: nextID, typeName: typeName, payload: payload, items: items, label: label, completion: completion)
+            pending.append(job)
+            dispatch()
+            return job
+        }
+    }
+
+    /// Cancels a chunk: a queued one is dropped; a running one is abandoned
+    /// and, when `kill` is true, its worker killed (and replaced).
+    func cancel(_ job: ChunkJob, kill: Bool) {
+        locked {
+            guard !job.finished, !job.cancelled else { return }
+            job.cancelled = true
+            if let position = pending[pendingHead...].firstIndex(where: { $0 === job }) {
+                pending.remove(at: position)
+                finish(job, .failed(CancellationError()))
+            } else if kill, let slot = slots.first(where: { $0.inFlight.contains { $0 === job } }) {
+                signal(slot, SIGKILL)
+            }
+        }
+        notify()
+        runCompletions()
+    }
+
+    /// No new work; workers stop once the queued work is done.
+    func close() {
+        locked {
+            accepting = false
+            dispatch()
+        }
+        notify()
+    }
+
+    /// Stops now: queued and running work fails, every worker is killed.
+    func terminate() {
+        locked {
+            accepting = false
+            terminating = true
+            failPending(MultiprocessingError(.closed, "the pool was terminated"))
+            for slot in slots { signal(slot, SIGKILL) }
+        }
+        notify()
+        runCompletions()
+    }
+
+    /// Blocks until every worker has exited and been reaped.
+    func waitUntilEnded() {
+        pthread_mutex_lock(mutex)
+        while !finished { pthread_cond_wait(ended, mutex) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    var hasEnded: Bool { locked { finished } }
+
+    var workerStatistics: [PoolWorkerStatistics] {
+        locked {
+            var result = statistics
+            for slot in slots { result[slot.index].pid = slot.process.pid }
+            return result
+        }
+    }
+
+    private func notify() {
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+    }
+
+    // MARK: The engine thread
+
+    private func serve() {
+        var fds: [pollfd] = []
+        var owners: [(slot: Slot, role: Int)] = []
+        while true {
+            var timeout: Int32 = -1
+            let done: Bool = locked {
+                if slots.isEmpty && (terminating || (!accepting && pendingIsEmpty)) {
+                    finished = true
+                    pthread_cond_broadcast(ended)
+                    return true
+                }
+                fds = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+                owners = []
+                for slot in slots {
+                    fds.append(pollfd(fd: slot.results.readFD, events: Int16(POLLIN), revents: 0))
+                    owners.append((slot, 0))
+                    fds.append(pollfd(fd: slot.exitFD, events: Int16(POLLIN), revents: 0))
+                    owners.append((slot, 1))
+                    if !slot.outbox.isEmpty {
+                        fds.append(pollfd(fd: slot.work.writeFD, events: Int16(POLLOUT), revents: 0))
+                        owners.append((slot, 2))
+                    }
+                }
+                if let next = nextDeadline() {
+                    let left = next - .now
+                    timeout = left <= .zero ? 0 : Int32(min((left / .milliseconds(1)).rounded(.up), 60_000))
+                }
+                return false
+            }
+            if done { break }
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 && errno != EINTR { preconditionFailure("poll: \(Platform.errorName(errno))") }
+            locked {
+                if fds[0].revents != 0 {
+                    var drain = [UInt8](repeating: 0, count: 256)
+                    while read(wake.read, &drain, drain.count) > 0 {}
+                }
+                for (position, owner) in owners.enumerated() where fds[position + 1].revents != 0 {
+                    guard slots.contains(where: { $0 === owner.slot }) else { continue }
+                    switch owner.role {
+                    case 0: readResults(owner.slot)
+                    case 1: workerExited(owner.slot)
+                    default: flush(owner.slot)
+                    }
+                }
+                enforceTimeouts()
+                dispatch()
+            }
+            runCompletions()
+        }
+        runCompletions()
+    }
+
+    private var pendingIsEmpty: Bool { pendingHead >= pending.count }
+
+    private func nextDeadline() -> ContinuousClock.Instant? {
+        var earliest: ContinuousClock.Instant?
+        for slot in slots {
+            if let killAt = slot.killAt { earliest = min(earliest ?? killAt, killAt) }
+            if let deadline = headDeadline(slot) { earliest = min(earliest ?? deadline, deadline) }
+        }
+        return earliest
+    }
+
+    private func headDeadline(_ slot: Slot) -> ContinuousClock.Instant? {
+        guard let timeout = options.taskTimeout, let head = slot.inFlight.first, slot.timedOut == nil,
+            let since = slot.runningSince
+        else { return nil }
+        return since + timeout * head.items
+    }
+
+    private func readResults(_ slot: Slot) {
+        repeat {
+            let frame: [UInt8]
+            do {
+                frame = try slot.results.receiveFrame()
+            } catch {
+                return  // the worker is exiting; its exit descriptor reports it
+            }
+            handle(frame, from: slot)
+        } while slot.results.hasBufferedMessage
+    }
+
+    private func handle(_ frame: [UInt8], from slot: Slot) {
+        guard let tag = frame.first else { return }
+        if tag == PoolMessage.ready {
+            slot.ready = true
+            if frame.count > 1, frame[1] != 0 {
+                let envelope = try? WireDecoder().decode(ErrorEnvelope.self, from: Array(frame[2...]))
+                let cause = envelope.map { "\($0.error)" } ?? "an error that could not be decoded"
+                broken = MultiprocessingError(
+                    .initializerFailed, "the pool's worker initializer failed in worker \(slot.index): \(cause)")
+                accepting = false
+                failPending(broken!)
+                for other in slots { signal(other, SIGKILL) }
+            }
+            return
+        }
+        guard tag == PoolMessage.result, frame.count >= PoolMessage.resultHeaderSize,
+            let id = try? PoolMessage.read(UInt64.self, from: frame, at: 1),
+            let job = slot.inFlight.first, job.id == id
+        else {
+            signal(slot, SIGKILL)  // a worker that breaks the protocol is not trusted further
+            return
+        }
+        slot.inFlight.removeFirst()
+        let nanoseconds = (try? PoolMessage.read(UInt64.self, from: frame, at: 10)) ?? 0
+        statistics[slot.index].tasksDone += job.items
+        statistics[slot.index].busyTime += .nanoseconds(Int64(clamping: nanoseconds))
+        slot.runningSince = slot.inFlight.isEmpty ? nil : .now
+        finish(
+            job,
+            .result(kind: frame[9], payload: Array(frame[PoolMessage.resultHeaderSize...]), nanoseconds: nanoseconds))
+    }
+
+    private func workerExited(_ slot: Slot) {
+        _ = try? slot.process.wait(deadline: .now)
+        guard let status = slot.process.terminationStatus else { return }
+        slots.removeAll { $0 === slot }
+        slot.work.close()
+        slot.results.close()
+        var jobs = slot.inFlight
+        if let failure: MultiprocessingError = broken
+            ?? (terminating ? MultiprocessingError(.closed, "the pool was terminated") : nil)
+        {
+            for job in jobs { finish(job, job.cancelled ? .failed(CancellationError()) : .failed(failure)) }
+            jobs = []
+        }
+        if let head = jobs.first {
+            // Only the chunk the worker was running fails (a timed-out one already has).
+            jobs.removeFirst()
+            if head.cancelled {
+                finish(head, .failed(CancellationError()))
+            } else {
+                finish(
+                    head,
+                    .failed(
+                        MultiprocessingError(
+                            .workerDied,
+                            "pool worker \(slot.index) (pid \(slot.process.pid ?? 0)) \(status) while running \(head.label)"
+                        )))
+            }
+        }
+        // The chunks queued behind the one that ran never started: they go back to the queue, in order.
+        pending.insert(contentsOf: jobs.filter { !$0.finished }, at: pendingHead)
+        let needed = !terminating && broken == nil && (accepting || !pendingIsEmpty)
+        if needed {
+            statistics[slot.index].restarts += 1
+            do {
+                slots.append(try startWorker(slot.index))
+            } catch {
+                broken =
+                    error as? MultiprocessingError
+                    ?? MultiprocessingError(.systemCall, "a replacement worker could not start: \(error)")
+                accepting = false
+                failPending(broken!)
+            }
+        }
+        if slots.isEmpty && !pendingIsEmpty {
+            failPending(broken ?? MultiprocessingError(.closed, "the pool has no workers left"))
+        }
+    }
+
+    private func enforceTimeouts() {
+        let now = ContinuousClock.now
+        for slot in slots {
+            if let killAt = slot.killAt, killAt <= now {
+                signal(slot, SIGKILL)
+                slot.killAt = nil
+            }
+            guard let deadline = headDeadline(slot), deadline <= now, let head = slot.inFlight.first else { continue }
+            slot.timedOut = head.id
+            let limit = options.taskTimeout! * head.items
+            finish(
+                head,
+                .failed(
+                    MultiprocessingError(
+                        .timedOut,
+                        "\(head.label) ran longer than its timeout of \(limit) in pool worker \(slot.index); "
+                            + "the worker was stopped and replaced")))
+            signal(slot, SIGTERM)
+            slot.killAt = now + options.gracePeriod
+        }
+    }
+
+    /// Gives queued chunks to workers, at most `depth` each, least busy first.
+    private func dispatch() {
+        if !accepting && pendingIsEmpty {
+            for slot in slots where !slot.stopping && slot.inFlight.isEmpty { stop(slot) }
+        }
+        guard !pendingIsEmpty else { return }
+        let depth = options.taskTimeout == nil ? 2 : 1
+        for level in 1...depth {
+            for slot in slots where !slot.stopping && slot.timedOut == nil && slot.inFlight.count < level {
+                guard let job = nextPending() else { break }
+                if let limit = options.maxTasksPerWorker, slot.assigned > 0, slot.assigned + job.items > limit {
+                    pending.insert(job, at: pendingHead)
+                    stop(slot)
+                    continue
+                }
+                PoolMessage.appendWork(id: job.id, typeName: job.typeName, payload: job.payload, to: &slot.outbox)
+                slot.inFlight.append(job)
+                slot.assigned += job.items
+                if slot.inFlight.count == 1 { slot.runningSince = .now }
+                flush(slot)
+            }
+        }
+        compactPending()
+    }
+
+    private func nextPending() -> ChunkJob? {
+        while pendingHead < pending.count {
+            let job = pending[pendingHead]
+            pendingHead += 1
+            if !job.cancelled { return job }
+        }
+        return nil
+    }
+
+    private func compactPending() {
+        if pendingHead > 1024 && pendingHead * 2 > pending.count {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+    }
+
+    private func stop(_ slot: Slot) {
+        guard !slot.stopping else { return }
+        slot.stopping = true
+        PoolMessage.appendStop(to: &slot.outbox)
+        flush(slot)
+    }
+
+    /// Writes what the slot's outbox holds without blocking; the rest waits for POLLOUT.
+    private func flush(_ slot: Slot) {
+        guard !slot.outbox.isEmpty else { return }
+        let written = slot.outbox.withUnsafeBytes { write(slot.work.writeFD, $0.baseAddress, $0.count) }
+        if written > 0 {
+            slot.outbox.removeFirst(written)
+        } else if written < 0 && errno != EAGAIN && errno != EINTR {
+            slot.outbox.removeAll()  // the worker is gone; its exit is handled when reported
+        }
+    }
+
+    private func signal(_ slot: Slot, _ signal: Int32) {
+        // The worker leads its own process group: what it started goes too.
+        if let pid = slot.process.pid { _ = systemKill(-pid, signal) }
+        try? slot.process.send(Signal(rawValue: signal))
+    }
+
+    private func failPending(_ error: MultiprocessingError) {
+        while let job = nextPending() { finish(job, .failed(error)) }
+        pending.removeAll()
+        pendingHead = 0
+    }
+
+    private func finish(_ job: ChunkJob, _ outcome: ChunkOutcome) {
+        guard !job.finished else { return }
+        job.finished = true
+        completions.append { job.completion(outcome) }
+    }
+
+    private func runCompletions() {
+        let ready: [() -> Void] = locked {
+            defer { completions.removeAll() }
+            return completions
+        }
+        for completion in ready { completion() }
+    }
+
+    private func startWorker(_ index: Int) throws -> Slot {
+        let (childWork, work) = try Connection.pipe(duplex: false)
+        let (results, childResults) = try Connection.pipe(duplex: false)
+        let task = PoolWorkerTask(
+            index: index, work: childWork, results: childResults, initializerType: initializerType,
+            initializer: initializer)
+        let process = try ChildProcess(
+            task, name: "PoolWorker-\(index)", startMethod: options.startMethod, daemon: true)
+        try process.start()
+        childWork.close()
+        childResults.close()
+        _ = fcntl(work.writeFD, F_SETFL, fcntl(work.writeFD, F_GETFL) | O_NONBLOCK)
+        return Slot(
+            index: index, process: process, work: work, results: results, exitFD: process.exitDescriptor ?? -1)
+    }
+}

@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The task every pool worker runs: set up, then run chunks until told to stop.
+struct PoolWorkerTask: ProcessTask {
+    var index: Int
+    var work: Connection
+    var results: Connection
+    /// The mangled name of an `InitializerRunner<I>`, and the wire encoding of the initializer.
+    var initializerType: String?
+    var initializer: [UInt8]?
+
+    func run() async throws {
+        // Its own process group: a timeout or a cancellation kills the worker
+        // and whatever it started, together.
+        _ = setpgid(0, 0)
+        PoolWorker.currentIndex = index
+        var out: [UInt8] = []
+        if let failure = await initialize() {
+            PoolMessage.appendFrameHeader(length: 2 + failure.count, to: &out)
+            out += [PoolMessage.ready, 1] + failure
+            try out.withUnsafeBytes { try results.sendRaw($0) }
+            return
+        }
+        PoolMessage.appendFrameHeader(length: 2, to: &out)
+        out += [PoolMessage.ready, 0]
+        try out.withUnsafeBytes { try results.sendRaw($0) }
+        out.removeAll(keepingCapacity: true)
+
+        var kinds: [String: any PoolWork.Type] = [:]
+        while true {
+            let message: [UInt8]
+            do {
+                message = try work.receiveFrame()
+            } catch {
+                return  // the pool is gone
+            }
+            guard let tag = message.first else { continue }
+            if tag == PoolMessage.stop { break }
+            let id = try PoolMessage.read(UInt64.self, from: message, at: 1)
+            let nameLength = Int(try PoolMessage.read(UInt16.self, from: message, at: 9))
+            guard message.count >= 11 + nameLength else {
+                throw MultiprocessingError(.decodingFailed, "a work message is truncated")
+            }
+            let name = String(decoding: message[11..<(11 + nameLength)], as: UTF8.self)
+            let start = ContinuousClock.now
+            let result: (kind: UInt8, payload: [UInt8])
+            if let kind = kinds[name] ?? (_typeByName(name) as? any PoolWork.Type) {
+                kinds[name] = kind
+                result = await kind.runChunk(message[(11 + nameLength)...])
+            } else {
+                let error = MultiprocessingError(
+                    .unresolvableTask, "the pool worker cannot find the work type '\(name)'")
+                result = encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])
+            }
+            let elapsed = ContinuousClock.now - start
+            let nanoseconds =
+                UInt64(elapsed.components.seconds) * 1_000_000_000
+                + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+            PoolMessage.appendResult(
+                id: id, kind: result.kind, nanoseconds: nanoseconds, payload: result.payload, to: &out)
+            // Results wait while more work is already here, and go out together.
+            if !work.hasBufferedMessage || out.count >= 64 * 1024 {
+                try out.withUnsafeBytes { try results.sendRaw($0) }
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty { try out.withUnsafeBytes { try results.sendRaw($0) } }
+    }
+
+    /// Runs the initializer; returns the encoded error if it threw.
+    private func initialize() async -> [UInt8]? {
+        guard let initializerType, let initializer else { return nil }
+        guard let runner = _typeByName(initializerType) as? any InitializerRunning.Type else {
+            let error = MultiprocessingError(
+                .unresolvableTask, "the pool worker cannot find the initializer type '\(initializerType)'")
+            return try? WireEncoder().encode(ErrorEnvelope(error, processName: ProcessIdentity.current.name))
+        }
+        do {
+            PoolWorker.currentState = try await runner.makeState(from: initializer)
+            return nil
+        } catch {
+            return try? WireEncoder().encode(ErrorEnvelope(error, processName: ProcessIdentity.current.name))
+        }
+    }
+}
+
+protocol InitializerRunning {
+    static func makeState(from bytes: [UInt8]) async throws -> Any
+}
+
+/// Decodes and runs a ``WorkerInitializer`` in a worker, found by its mangled name.
+enum InitializerRunner<I: WorkerInitializer>: InitializerRunning {
+    static func makeState(from bytes: [UInt8]) async throws -> Any {
+        let initializer = try WireDecoder().decode(I.self, from: bytes)
+        return try await initializer.makeState()
+    }
+}

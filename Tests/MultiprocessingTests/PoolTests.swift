@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Testing
+@testable import Multiprocessing
+
+extension ProcessSuites {
+    @Suite("Process pools", .serialized, .timeLimit(.minutes(3)))
+    struct PoolTests {
+        static let methods: [StartMethod] = [.forkserver, .spawn]
+
+        @Test("ordered map keeps order; unordered map returns every result", arguments: methods)
+        func mapOrder(method: StartMethod) async throws {
+            try await withProcessPool(workers: 2, options: PoolOptions(startMethod: method)) { pool in
+                let squares = try await pool.map(SquareFunction.self, 0..<5000, chunkSize: 7).collect()
+                #expect(squares == (0..<5000).map { $0 * $0 })
+                let automatic = try await pool.map(SquareFunction.self, Array(0..<20_000)).collect()
+                #expect(automatic == (0..<20_000).map { $0 * $0 })
+                var unordered: [Int] = []
+                for try await square in pool.mapUnordered(SquareFunction.self, 0..<3000, chunkSize: 10) {
+                    unordered.append(square)
+                }
+                #expect(unordered.sorted() == (0..<3000).map { $0 * $0 })
+            }
+        }
+
+        @Test("submit, apply and a completion callback")
+        func submitAndApply() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                #expect(try await pool.apply(Square(number: 9)) == 81)
+                let called = OneShot<Int>()
+                let handle = try pool.submit(Square(number: 5)) { result in
+                    called.fulfill((try? result.get()) ?? -1)
+                }
+                #expect(try await handle.value == 25)
+                #expect(await called.wait() == 25)
+                #expect(handle.isDone)
+                let tasks = try await pool.map(tasks: (0..<50).map { Square(number: $0) }).collect()
+                #expect(tasks == (0..<50).map { $0 * $0 })
+            }
+        }
+
+        @Test("an error thrown by a task fails that task only")
+        func errorsStayWithTheirItem() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                var results: [Result<Int, any Error>] = []
+                for try await result in pool.map(RejectOdd.self, 0..<10, chunkSize: 3).results {
+                    results.append(result)
+                }
+                #expect(results.count == 10)
+                for (index, result) in results.enumerated() {
+                    if index % 2 == 0 {
+                        #expect((try? result.get()) == index)
+                    } else {
+                        #expect(throws: OddInput(value: index)) { try result.get() }
+                    }
+                }
+                await #expect(throws: TaskFailure(code: 42, reason: "thrown in the child")) {
+                    try await pool.apply(ThrowsCodable())
+                }
+            }
+        }
+
+        @Test("a worker killed mid-task fails only that task, and the next 100 succeed", arguments: methods)
+        func workerDeathFailsOneTask(method: StartMethod) async throws {
+            try await withProcessPool(workers: 2, options: PoolOptions(startMethod: method)) { pool in
+                let inputs = Array(0..<50) + [-1] + Array(50..<150)
+                var results: [Result<Int, any Error>] = []
+                for try await result in pool.map(DieOnMinusOne.self, inputs, chunkSize: 1).results {
+                    results.append(result)
+                }
+                #expect(results.count == inputs.count)
+                let error = #expect(throws: MultiprocessingError.self) { try results[50].get() }
+                #expect(error?.code == .workerDied)
+                #expect(error?.message.contains("SIGKILL") == true)
+                #expect(error?.message.contains("DieOnMinusOne") == true)
+                let others = results.enumerated().filter { $0.offset != 50 }
+                #expect(others.allSatisfy { (try? $0.element.get()) == inputs[$0.offset] })
+                #expect(pool.statistics.map(\.restarts).reduce(0, +) == 1)
+                // A worker crash in a single task, too.
+                await #expect(throws: MultiprocessingError.self) { try await pool.apply(Crash(way: .segfault)) }
+                #expect(try await pool.apply(Square(number: 3)) == 9)
+            }
+        }
+
+        @Test("a task spinning forever is killed within its timeout plus the grace period")
+        func timeoutKills() async throws {
+            let options = PoolOptions(taskTimeout: .milliseconds(300), gracePeriod: .milliseconds(200))
+            try await withProcessPool(workers: 2, options: options) { pool in
+                let start = ContinuousClock.now
+                var results: [Result<Int, any Error>] = []
+                for try await result in pool.map(SpinOnNegative.self, [1, -1, 2, 3], chunkSize: 1).results {
+                    results.append(result)
+                }
+                let elapsed = ContinuousClock.now - start
+                #expect(elapsed < .seconds(3))
+                let error = #expect(throws: MultiprocessingError.self) { try results[1].get() }
+                #expect(error?.code == .timedOut)
+                #expect(results.compactMap { try? $0.get() } == [1, 2, 3])
+                // The pool goes on with a replacement worker.
+                #expect(try await pool.map(SquareFunction.self, 0..<100).collect().count == 100)
+            }
+        }
+
+        @Test("cancelling a map kills the workers running it and leaves no process behind")
+        func cancellingMap() async throws {
+            var pids: [Int32] = []
+            try await withProcessPool(workers: 2) { pool in
+                pids = pool.statistics.compactMap(\.pid)
+                let consumer = Task {
+                    var count = 0
+                    for try await _ in pool.map(SleepThenPID.self, Array(repeating: 60_000, count: 10), chunkSize: 1) {
+                        count += 1
+                    }
+                    return count
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let start = ContinuousClock.now
+                consumer.cancel()
+                await #expect(throws: CancellationError.self) { try await consumer.value }
+                #expect(ContinuousClock.now - start < .seconds(5))
+                #expect(eventually(within: .seconds(2)) { pids.allSatisfy(isGone) })
+                pids += pool.statistics.compactMap(\.pid)
+            }
+            #expect(eventually(within: .seconds(2)) { pids.allSatisfy(isGone) })
+            #expect(zombieChildren().isEmpty)
+        }
+
+        @Test("an endless input with a break after 1000 results finishes")
+        func endlessInput() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                var count = 0
+                for try await square in pool.map(SquareFunction.self, 0...) {
+                    #expect(square == count * count)
+                    count += 1
+                    if count == 1000 { break }
+                }
+                #expect(count == 1000)
+            }
+        }
+
+        @Test("recycling after N tasks replaces the worker")
+        func recycling() async throws {
+            let options = PoolOptions(maxTasksPerWorker: 5)
+            try await withProcessPool(workers: 1, options: options) { pool in
+                let pids = try await pool.map(WorkerPID.self, 0..<20, chunkSize: 1).collect()
+                #expect(Set(pids).count == 4)
+                #expect(pool.statistics[0].restarts >= 3)
+                #expect(pool.statistics[0].tasksDone == 20)
+            }
+        }
+
+        @Test("the initializer runs once per worker and its state reaches every task")
+        func initializer() async throws {
+            let pool = try ProcessPool(workers: 2, initializer: SetUpWorker(base: 5))
+            let answers = try await pool.map(ReadWorkerState.self, 0..<40, chunkSize: 1).collect()
+            // Each worker ran its initializer exactly once: its own counter is 1.
+            #expect(answers.allSatisfy { $0[0] == 1005 })
+            #expect(Set(answers.map { $0[1] }).isSubset(of: [0, 1]))
+            pool.close()
+            await pool.join()
+        }
+
+        @Test("an initializer that throws is reported clearly")
+        func failingInitializer() async throws {
+            let pool = try ProcessPool(workers: 2, initializer: FailingSetUp())
+            let error = await #expect(throws: MultiprocessingError.self) {
+                try await pool.map(SquareFunction.self, 0..<10).collect()
+            }
+            #expect(error?.code == .initializerFailed)
+            #expect(error?.message.contains("OddInput") == true)
+            await pool.terminate()
+        }
+
+        @Test("close, then join, finishes the submitted work and reaps every worker")
+        func closeAndJoin() async throws {
+            let pool = try ProcessPool(workers: 3)
+            let handles = try (1...3).map { try pool.submit(Square(number: $0)) }
+            pool.close()
+            await pool.join()
+            for (index, handle) in handles.enumerated() { #expect(try await handle.value == (index + 1) * (index + 1)) }
+            let error = #expect(throws: MultiprocessingError.self) { try pool.submit(Square(number: 1)) }
+            #expect(error?.code == .closed)
+            #expect(zombieChildren().isEmpty)
+        }
+
+        @Test("10,000 tasks leave no leaked descriptor and no zombie", .timeLimit(.minutes(3)))
+        func noLeaks() async throws {
+            try await withProcessPool(workers: 1) { _ in }
+            let before = openDescriptors()
+            try await withProcessPool(workers: 2, options: PoolOptions(maxTasksPerWorker: 2500)) { pool in
+                let results = try await pool.map(SquareFunction.self, 0..<10_000, chunkSize: 1).collect()
+                #expect(results.count == 10_000)
+            }
+            #expect(zombieChildren().isEmpty)
+            #expect(openDescriptors() == before)
+        }
+    }
+}

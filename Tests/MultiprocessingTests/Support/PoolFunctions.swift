@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Multiprocessing
+
+enum SquareFunction: ProcessFunction {
+    static func call(_ input: Int) -> Int { input * input }
+}
+
+struct OddInput: Error, Codable, Equatable {
+    var value: Int
+}
+
+enum RejectOdd: ProcessFunction {
+    static func call(_ input: Int) throws -> Int {
+        if input % 2 == 1 { throw OddInput(value: input) }
+        return input
+    }
+}
+
+/// Kills its own worker on the input -1; returns the input otherwise.
+enum DieOnMinusOne: ProcessFunction {
+    static func call(_ input: Int) -> Int {
+        if input == -1 { raise(SIGKILL) }
+        return input
+    }
+}
+
+/// Spins forever (ignoring SIGTERM) on a negative input.
+enum SpinOnNegative: ProcessFunction {
+    static func call(_ input: Int) -> Int {
+        if input < 0 {
+            signal(SIGTERM, SIG_IGN)
+            while true { usleep(1000) }
+        }
+        return input
+    }
+}
+
+/// Sleeps the given milliseconds and returns the worker's pid.
+enum SleepThenPID: ProcessFunction {
+    static func call(_ milliseconds: Int) -> Int32 {
+        usleep(useconds_t(milliseconds * 1000))
+        return getpid()
+    }
+}
+
+enum WorkerPID: ProcessFunction {
+    static func call(_ input: Int) -> Int32 { getpid() }
+}
+
+nonisolated(unsafe) var initializerRuns = 0
+
+struct SetUpWorker: WorkerInitializer {
+    var base: Int
+    func makeState() -> Int {
+        initializerRuns += 1
+        return base + initializerRuns * 1000
+    }
+}
+
+struct FailingSetUp: WorkerInitializer {
+    func makeState() throws -> Int { throw OddInput(value: 7) }
+}
+
+/// Returns the worker's state, its index and its pid.
+enum ReadWorkerState: ProcessFunction {
+    static func call(_ input: Int) -> [Int] {
+        [PoolWorker.state(as: Int.self) ?? -1, PoolWorker.index ?? -1, Int(getpid())]
+    }
+}
