@@ -5,7 +5,7 @@
 #endif
 
 /// One measured workload, in the JSON shape of `shared/bench/WORKLOADS.md` (schema 1).
-struct Result {
+struct Measurement {
     var name: String
     var unit: String
     var better: String
@@ -30,9 +30,9 @@ struct Result {
 
 struct Report {
     var params: [(String, String)] = []
-    var results: [Result] = []
+    var results: [Measurement] = []
 
-    mutating func add(_ result: Result) {
+    mutating func add(_ result: Measurement) {
         results.append(result)
         let line =
             "\(result.name.padding(40)) \(format(result.median).padding(12)) \(result.unit.padding(8)) "

@@ -39,7 +39,7 @@ func processStarts(_ report: inout Report) throws {
             if index == 0 { first = elapsed } else { samples.append(elapsed) }
         }
         report.add(
-            Result(
+            Measurement(
                 name: "W1.process.\(name)", unit: "ms", better: "lower", samples: samples,
                 note:
                     "ChildProcess(noop).start()+join(); first (cold\(method == .forkserver ? ", starts the server" : "")) \(format(first)) ms"
@@ -127,7 +127,7 @@ func pipeMessages(_ report: inout Report) throws {
         mine.close()
         try child.join()
         report.add(
-            Result(
+            Measurement(
                 name: "W4.pipe.pingpong.bytes8", unit: "us/rtt", better: "lower", samples: samples,
                 note:
                     "duplex Connection (two pipes), sendBytes/receiveBytes(into:) of 8 B, \(roundTrips) round trips per rep"
@@ -151,7 +151,7 @@ func pipeMessages(_ report: inout Report) throws {
         mine.close()
         try child.join()
         report.add(
-            Result(
+            Measurement(
                 name: "W4.pipe.pingpong.obj", unit: "us/rtt", better: "lower", samples: samples,
                 note: "duplex Connection, send/receive of an Int as a Codable value, \(roundTrips) round trips per rep")
         )
@@ -165,7 +165,7 @@ func pipeMessages(_ report: inout Report) throws {
             for _ in 0..<messages { _ = try buffer.withUnsafeMutableBytes { try connection.receiveBytes(into: $0) } }
         }.map { Double(messages) / $0.seconds }
         report.add(
-            Result(
+            Measurement(
                 name: name, unit: "msgs/s", better: "higher", samples: samples,
                 note: "one-way Connection, child sends \(messages) x 8 B "
                     + (batched ? "inside connection.withBatch {}" : "with one sendBytes call (one write) each")
@@ -208,7 +208,7 @@ func pipeBulk(_ report: inout Report) throws {
         precondition(message.count == total)
     }.map { Double(total) / 1e9 / $0.seconds }
     report.add(
-        Result(
+        Measurement(
             name: "W5.pipe.single", unit: "GB/s", better: "higher", samples: single,
             note: "256 MiB child -> parent as one message (receiveBytes), default pipe size"))
 
@@ -222,7 +222,7 @@ func pipeBulk(_ report: inout Report) throws {
         }
     }.map { Double(total) / 1e9 / $0.seconds }
     report.add(
-        Result(
+        Measurement(
             name: "W5.pipe.chunks1M", unit: "GB/s", better: "higher", samples: chunks,
             note: "256 MiB child -> parent as 256 messages of 1 MiB (receiveBytes(into:) one reused buffer)"))
 }

@@ -34,6 +34,16 @@ final class Greeter: ProcessTask {
     }
 }
 
+/// The pool section's task: sleeps a second, then prints its number.
+struct SleepAndPrint: ProcessTask {
+    var number: Int
+
+    func run() async throws {
+        try await Task.sleep(for: .seconds(1))
+        print("task \(number) done in \(currentProcess.name), pid \(getpid())")
+    }
+}
+
 nonisolated(unsafe) var counter = 0
 
 /// Increments the child's own copy of the global `counter`.

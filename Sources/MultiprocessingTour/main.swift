@@ -76,15 +76,23 @@ for greeter in greeters { try greeter.start() }
 for greeter in greeters { try greeter.join() }
 say("all \(greeters.count) joined")
 
-// 5. Processes do not share variables.
-section("5. processes don't share variables")
+// 5. Pool(3) with apply_async, close, join.
+section("5. a pool of 3 workers")
+let pool = try ProcessPool(workers: 3)
+for number in 1...3 { _ = try pool.submit(SleepAndPrint(number: number)) }
+pool.close()
+pool.join()
+say("Finish!!!")
+
+// 6. Processes do not share variables.
+section("6. processes don't share variables")
 let incrementers = try (0..<3).map { _ in try ChildProcess(IncrementGlobal()) }
 for child in incrementers { try child.start() }
 for child in incrementers { try child.join() }
 say("parent: counter = \(counter)")
 
-// 6. Several processes writing to one file.
-section("6. several processes writing to one file")
+// 7. Several processes writing to one file.
+section("7. several processes writing to one file")
 let path = "/tmp/multiprocessing-tour-\(getpid()).txt"
 let writers = try (0..<4).map { try ChildProcess(AppendLines(path: path, writer: $0, lines: 3)) }
 for writer in writers { try writer.start() }

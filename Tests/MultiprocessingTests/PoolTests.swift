@@ -193,7 +193,15 @@ extension ProcessSuites {
                 #expect(results.count == 10_000)
             }
             #expect(zombieChildren().isEmpty)
-            #expect(openDescriptors() == before)
+            let after = openDescriptors()
+            #expect(after == before)
+            for fd in Set(after).subtracting(before) {
+                var buffer = [CChar](repeating: 0, count: 256)
+                let count = readlink("/proc/self/fd/\(fd)", &buffer, 255)
+                Issue.record(
+                    "leaked fd \(fd): \(String(decoding: buffer[..<max(0, count)].map { UInt8(bitPattern: $0) }, as: UTF8.self))"
+                )
+            }
         }
     }
 }

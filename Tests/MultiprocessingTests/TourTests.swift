@@ -27,7 +27,7 @@ extension ProcessSuites {
             let output = try runCapturingOutput(path)
             let lines = output.split(separator: "\n").map(String.init)
             let sections = lines.filter { $0.hasPrefix("== ") }
-            #expect(sections.count == 6)
+            #expect(sections.count == 7)
             // fork() flushed the buffered heading first: it is printed once, not by all 8 processes.
             #expect(sections.filter { $0.hasPrefix("== 1.") }.count == 1)
             func body(_ number: Int) -> [String] {
@@ -53,13 +53,18 @@ extension ProcessSuites {
             // 4: ten greeters, each once.
             let greeters = body(4).filter { $0.hasPrefix("Greeter ") }
             #expect(Set(greeters.map { $0.split(separator: " ")[1] }) == Set((0..<10).map { "\($0)" }))
-            // 5: every child sees 1, the parent still 0.
+            // 5: three pool tasks, each once, then "Finish!!!" after all of them.
             let five = body(5)
-            #expect(five.filter { $0.hasSuffix("counter = 1") }.count == 3)
-            #expect(five.last == "parent: counter = 0")
-            // 6: 4 writers x 3 lines, none lost.
+            #expect(
+                five.filter { $0.hasPrefix("task ") }.map { $0.split(separator: " ")[1] }.sorted() == ["1", "2", "3"])
+            #expect(five.last == "Finish!!!")
+            // 6: every child sees 1, the parent still 0.
             let six = body(6)
-            #expect(six.first?.hasSuffix("has 12 lines from 4 writers:") == true)
+            #expect(six.filter { $0.hasSuffix("counter = 1") }.count == 3)
+            #expect(six.last == "parent: counter = 0")
+            // 7: 4 writers x 3 lines, none lost.
+            let seven = body(7)
+            #expect(seven.first?.hasSuffix("has 12 lines from 4 writers:") == true)
         }
     }
 }

@@ -129,8 +129,6 @@ final class PoolEngine: @unchecked Sendable {
     }
 
     deinit {
-        Platform.close(wake.read)
-        Platform.close(wake.write)
         pthread_cond_destroy(ended)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
@@ -154,7 +152,7 @@ final class PoolEngine: @unchecked Sendable {
         typeName: String, payload: [UInt8], items: Int, label: String,
         completion: @escaping @Sendable (ChunkOutcome) -> Void
     ) throws -> ChunkJob {
-        try locked {
+        let (job, waiting): (ChunkJob, Bool) = try locked {
             if let broken { throw broken }
             guard accepting else {
                 throw MultiprocessingError(.closed, "the pool was closed; it takes no new work")
@@ -164,8 +162,12 @@ final class PoolEngine: @unchecked Sendable {
                 id: nextID, typeName: typeName, payload: payload, items: items, label: label, completion: completion)
             pending.append(job)
             dispatch()
-            return job
+            return (job, slots.contains { !$0.outbox.isEmpty })
         }
+        // A chunk larger than the pipe was only partly written: the engine
+        // thread must start watching for room to write the rest.
+        if waiting { notify() }
+        return job
     }
 
     /// Cancels a chunk: a queued one is dropped; a running one is abandoned
@@ -224,8 +226,11 @@ final class PoolEngine: @unchecked Sendable {
     }
 
     private func notify() {
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
+        locked {
+            guard !finished else { return }
+            var byte: UInt8 = 1
+            _ = write(wake.write, &byte, 1)
+        }
     }
 
     // MARK: The engine thread
@@ -237,6 +242,9 @@ final class PoolEngine: @unchecked Sendable {
             var timeout: Int32 = -1
             let done: Bool = locked {
                 if slots.isEmpty && (terminating || (!accepting && pendingIsEmpty)) {
+                    // Everything this engine opened is closed before anyone is told it ended.
+                    Platform.close(wake.read)
+                    Platform.close(wake.write)
                     finished = true
                     pthread_cond_broadcast(ended)
                     return true
@@ -415,18 +423,24 @@ final class PoolEngine: @unchecked Sendable {
         }
     }
 
-    /// Gives queued chunks to workers, at most `depth` each, least busy first.
+    /// Gives queued chunks to workers, least busy first. A worker holds at most
+    /// two chunks, or up to 256 small ones (256 items in all), so that tiny
+    /// tasks travel in batches while a long chunk holds up little behind it.
+    /// With a task timeout a worker holds one chunk, so its clock starts when
+    /// the chunk does.
     private func dispatch() {
         if !accepting && pendingIsEmpty {
             for slot in slots where !slot.stopping && slot.inFlight.isEmpty { stop(slot) }
         }
         guard !pendingIsEmpty else { return }
-        let depth = options.taskTimeout == nil ? 2 : 1
-        for level in 1...depth {
-            for slot in slots where !slot.stopping && slot.timedOut == nil && slot.inFlight.count < level {
+        var progress = true
+        while progress && !pendingIsEmpty {
+            progress = false
+            let candidates = slots.filter { !$0.stopping && $0.timedOut == nil && canTake($0) }
+            for slot in candidates.sorted(by: { $0.inFlight.count < $1.inFlight.count }) {
                 guard let job = nextPending() else { break }
                 if let limit = options.maxTasksPerWorker, slot.assigned > 0, slot.assigned + job.items > limit {
-                    pending.insert(job, at: pendingHead)
+                    pendingHead -= 1
                     stop(slot)
                     continue
                 }
@@ -434,10 +448,18 @@ final class PoolEngine: @unchecked Sendable {
                 slot.inFlight.append(job)
                 slot.assigned += job.items
                 if slot.inFlight.count == 1 { slot.runningSince = .now }
-                flush(slot)
+                progress = true
             }
         }
+        for slot in slots where !slot.outbox.isEmpty { flush(slot) }
         compactPending()
+    }
+
+    private func canTake(_ slot: Slot) -> Bool {
+        if options.taskTimeout != nil { return slot.inFlight.isEmpty }
+        if slot.inFlight.count < 2 { return true }
+        guard slot.inFlight.count < 256 else { return false }
+        return slot.inFlight.reduce(0) { $0 + $1.items } < 256
     }
 
     private func nextPending() -> ChunkJob? {

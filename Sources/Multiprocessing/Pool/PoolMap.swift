@@ -36,8 +36,8 @@ where S.Element: Sendable {
 /// The results of a pool's map, as they are computed (Python's `imap` and
 /// `imap_unordered`).
 ///
-/// Iterating starts the work; at most two chunks per worker are in flight at
-/// a time. A failed item throws at its place; ``results`` yields every item's
+/// Iterating starts the work; a bounded number of chunks is in flight at a
+/// time (two per worker, more when chunks are small), so memory stays flat. A failed item throws at its place; ``results`` yields every item's
 /// `Result` instead. Cancelling the iterating task kills the workers running
 /// its chunks (they are replaced); leaving the loop early drops the chunks
 /// not yet started.
@@ -51,12 +51,12 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     let knownCount: Int?
     let ordered: Bool
     let makeSource: @Sendable () -> AnyInputSource
-    let decode: @Sendable (ChunkOutcome, Int) -> [Result<Output, any Error>]
+    let decode: @Sendable (ChunkOutcome, Int) -> ChunkResults<Output>
 
     init<Input: Codable & Sendable>(
         pool: ProcessPool, typeName: Result<String, any Error>, label: String, chunkSize: Int?, knownCount: Int?,
         ordered: Bool, source: @escaping @Sendable () -> InputSource<Input>,
-        decode: @escaping @Sendable (ChunkOutcome, Int) -> [Result<Output, any Error>]
+        decode: @escaping @Sendable (ChunkOutcome, Int) -> ChunkResults<Output>
     ) {
         self.pool = pool
         self.typeName = typeName
@@ -79,9 +79,7 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     ///
     /// - Throws: The first failed item's error.
     public func collect() async throws -> [Output] {
-        var all: [Output] = []
-        for try await value in self { all.append(value) }
-        return all
+        try await MapDriver(self).collect()
     }
 
     /// Iterates a ``PoolMap``.
@@ -139,9 +137,9 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var nextToYield = 0
     private var firstItem = 0
     private var exhausted = false
-    private var completed: [Int: [Result<Output, any Error>]] = [:]
+    private var completed: [Int: ChunkResults<Output>] = [:]
     private var finishedOrder: [Int] = []
-    private var current: [Result<Output, any Error>] = []
+    private var current = ChunkResults<Output>.values([])
     private var position = 0
     private var nanosecondsPerItem: Double?
     private var adaptiveSize = 1
@@ -169,9 +167,33 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
                 position += 1
                 return current[position - 1]
             }
-            if takeCompleted() { continue }
+            if try await !advance() { return nil }
+        }
+    }
+
+    /// Every remaining result, taking whole chunks at a time.
+    func collect() async throws -> [Output] {
+        var all: [Output] = []
+        if let count = map.knownCount { all.reserveCapacity(count) }
+        while true {
+            switch current {
+            case .values(let values):
+                all += position == 0 ? values : Array(values[position...])
+            case .results(let results):
+                for result in results[position...] { all.append(try result.get()) }
+            }
+            position = current.count
+            if try await !advance() { return all }
+        }
+    }
+
+    /// Makes the next chunk's results `current`, waiting for them if needed.
+    /// Returns false at the end of the map.
+    private func advance() async throws -> Bool {
+        while true {
+            if takeCompleted() { return true }
             try await refill()
-            if inFlight.isEmpty && completed.isEmpty { return nil }
+            if inFlight.isEmpty && completed.isEmpty { return false }
             if inFlight.isEmpty { continue }
             let arrival = await withTaskCancellationHandler {
                 await arrivals.next()
@@ -202,15 +224,18 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             index = first
             finishedOrder.removeAll { $0 == first }
         }
-        current = completed.removeValue(forKey: index) ?? []
+        current = completed.removeValue(forKey: index) ?? .values([])
         position = 0
         return true
     }
 
     private func refill() async throws {
         let typeName = try map.typeName.get()
-        while !exhausted && inFlight.count < window && completed.count < window {
+        while !exhausted {
             let size = nextChunkSize()
+            // Small chunks need many in flight to keep the workers busy; large ones few.
+            let limit = max(window, min(512, 4096 / size))
+            guard inFlight.count < limit && completed.count < limit else { return }
             let (payload, count) = try await source.next(size)
             if count == 0 {
                 exhausted = true
@@ -240,5 +265,26 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             adaptiveSize = max(1, min(Int(min(target, 65_536)), adaptiveSize * 2))
         }
         return adaptiveSize
+    }
+}
+
+/// The results of one chunk: plain values when every item succeeded (the
+/// common case, decoded in bulk), one `Result` per item otherwise.
+enum ChunkResults<Output: Sendable>: Sendable {
+    case values([Output])
+    case results([Result<Output, any Error>])
+
+    var count: Int {
+        switch self {
+        case .values(let values): values.count
+        case .results(let results): results.count
+        }
+    }
+
+    subscript(index: Int) -> Result<Output, any Error> {
+        switch self {
+        case .values(let values): .success(values[index])
+        case .results(let results): results[index]
+        }
     }
 }

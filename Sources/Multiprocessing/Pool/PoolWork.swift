@@ -22,17 +22,12 @@ enum FunctionChunk<F: ProcessFunction>: PoolWork {
         } catch {
             return failure(error)
         }
-        var outputs: [F.Output] = []
-        outputs.reserveCapacity(inputs.count)
-        for (index, input) in inputs.enumerated() {
-            do {
-                outputs.append(try await F.call(input))
-            } catch {
-                return await mixed(inputs: inputs, outputs: outputs, failedAt: index, error: error)
-            }
+        let chunk = await F._callChunk(inputs)
+        if let failedAt = chunk.failedIndex {
+            return await mixed(inputs: inputs, outputs: chunk.outputs, failedAt: failedAt, error: chunk.error!)
         }
         do {
-            return (ChunkResultKind.values, try WireEncoder().encode(outputs))
+            return (ChunkResultKind.values, try WireEncoder().encode(chunk.outputs))
         } catch {
             return failure(error)
         }

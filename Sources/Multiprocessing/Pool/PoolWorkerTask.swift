@@ -62,13 +62,11 @@ struct PoolWorkerTask: ProcessTask {
                 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
             PoolMessage.appendResult(
                 id: id, kind: result.kind, nanoseconds: nanoseconds, payload: result.payload, to: &out)
-            // Results wait while more work is already here, and go out together.
-            if !work.hasBufferedMessage || out.count >= 64 * 1024 {
-                try out.withUnsafeBytes { try results.sendRaw($0) }
-                out.removeAll(keepingCapacity: true)
-            }
+            // Each result leaves before the next chunk starts: if that chunk
+            // kills the worker, the pool knows exactly which one it was.
+            try out.withUnsafeBytes { try results.sendRaw($0) }
+            out.removeAll(keepingCapacity: true)
         }
-        if !out.isEmpty { try out.withUnsafeBytes { try results.sendRaw($0) } }
     }
 
     /// Runs the initializer; returns the encoded error if it threw.

@@ -27,6 +27,45 @@ public protocol ProcessFunction: Sendable {
     /// Computes one result, in a worker process. May be `async` and may throw:
     /// an error fails this input only.
     static func call(_ input: Input) async throws -> Output
+
+    /// Runs ``call(_:)`` over a chunk of inputs. Provided; do not implement it.
+    ///
+    /// The default implementation is inlinable, so the compiler specialises
+    /// it for each conforming type where the conformance is declared: the
+    /// worker's per-item loop then calls `call` directly instead of through
+    /// generic code resolved at run time.
+    static func _callChunk(_ inputs: [Input]) async -> _ChunkOutputs<Output>
+}
+
+extension ProcessFunction {
+    @inlinable
+    public static func _callChunk(_ inputs: [Input]) async -> _ChunkOutputs<Output> {
+        var outputs: [Output] = []
+        outputs.reserveCapacity(inputs.count)
+        for index in inputs.indices {
+            do {
+                outputs.append(try await call(inputs[index]))
+            } catch {
+                return _ChunkOutputs(outputs: outputs, failedIndex: index, error: error)
+            }
+        }
+        return _ChunkOutputs(outputs: outputs, failedIndex: nil, error: nil)
+    }
+}
+
+/// The results of ``ProcessFunction/_callChunk(_:)``: the outputs up to the
+/// first failure, and that failure.
+public struct _ChunkOutputs<Output> {
+    public var outputs: [Output]
+    public var failedIndex: Int?
+    public var error: (any Error)?
+
+    @inlinable
+    public init(outputs: [Output], failedIndex: Int?, error: (any Error)?) {
+        self.outputs = outputs
+        self.failedIndex = failedIndex
+        self.error = error
+    }
 }
 
 /// Once per worker, before its first task: loads what every task of that

@@ -168,7 +168,7 @@ public final class ProcessPool: Sendable {
             pool: self, typeName: Result { try TaskName.resolvable(TaskChunk<T>.self) },
             label: String(reflecting: T.self), chunkSize: chunkSize, knownCount: knownCount, ordered: ordered,
             source: source,
-            decode: { outcome, count in decodeOutcomes(outcome, count: count) { try T._decodeOutput($0) } })
+            decode: { outcome, count in .results(decodeOutcomes(outcome, count: count) { try T._decodeOutput($0) }) })
     }
 
     private func makeMap<F: ProcessFunction, S: Sequence & Sendable>(
@@ -320,16 +320,16 @@ final class LockedBox<Value: Sendable>: @unchecked Sendable {
 /// The per-item results of a chunk of function inputs.
 func decodeFunctionOutcome<F: ProcessFunction>(
     _ function: F.Type, _ outcome: ChunkOutcome, count: Int
-) -> [Result<F.Output, any Error>] {
+) -> ChunkResults<F.Output> {
     if case .result(let kind, let payload, _) = outcome, kind == ChunkResultKind.values {
         do {
             let values = try WireDecoder().decode([F.Output].self, from: payload)
-            if values.count == count { return values.map { .success($0) } }
+            if values.count == count { return .values(values) }
         } catch {
-            return Array(repeating: .failure(error), count: count)
+            return .results(Array(repeating: .failure(error), count: count))
         }
     }
-    return decodeOutcomes(outcome, count: count) { try WireDecoder().decode(F.Output.self, from: $0) }
+    return .results(decodeOutcomes(outcome, count: count) { try WireDecoder().decode(F.Output.self, from: $0) })
 }
 
 /// The per-item results of a chunk whose worker sent one outcome per item.
