@@ -1,35 +1,51 @@
-/// Where a map takes its inputs from, a chunk at a time.
-class InputSource<Input: Sendable>: @unchecked Sendable {
-    // @unchecked: a map's driver uses its source from one task at a time.
-    /// Up to `count` more inputs; an empty array at the end.
-    func next(_ count: Int) async throws -> [Input] { [] }
+/// A box around an iterator, so a `@Sendable` closure can advance it. A map's
+/// driver calls its source from one task at a time.
+@usableFromInline
+final class IteratorBox<Iterator>: @unchecked Sendable {
+    @usableFromInline var iterator: Iterator
+
+    @inlinable
+    init(_ iterator: Iterator) { self.iterator = iterator }
 }
 
-final class SyncInputSource<S: Sequence>: InputSource<S.Element>, @unchecked Sendable where S.Element: Sendable {
-    // @unchecked: see InputSource.
-    private var iterator: S.Iterator
+/// Where a map takes its inputs from: up to `count` more, already encoded.
+@usableFromInline
+struct AnyInputSource: Sendable {
+    @usableFromInline let next: @Sendable (Int) async throws -> (payload: [UInt8], count: Int)
 
-    init(_ sequence: S) { iterator = sequence.makeIterator() }
-
-    override func next(_ count: Int) async throws -> [S.Element] {
-        var chunk: [S.Element] = []
-        chunk.reserveCapacity(count)
-        while chunk.count < count, let item = iterator.next() { chunk.append(item) }
-        return chunk
+    @inlinable
+    init(next: @escaping @Sendable (Int) async throws -> (payload: [UInt8], count: Int)) {
+        self.next = next
     }
-}
 
-final class AsyncInputSource<S: AsyncSequence>: InputSource<S.Element>, @unchecked Sendable
-where S.Element: Sendable {
-    // @unchecked: see InputSource.
-    private var iterator: S.AsyncIterator
+    /// A source reading `inputs`. Inlinable, so the per-item loop is compiled
+    /// for the concrete sequence type where the map is called.
+    @inlinable
+    static func reading<S: Sequence & Sendable>(_ inputs: S) -> @Sendable () -> AnyInputSource
+    where S.Element: Codable & Sendable {
+        {
+            let box = IteratorBox(inputs.makeIterator())
+            return AnyInputSource { count in
+                var chunk: [S.Element] = []
+                chunk.reserveCapacity(count)
+                while chunk.count < count, let item = box.iterator.next() { chunk.append(item) }
+                return (chunk.isEmpty ? [] : try WireEncoder().encode(chunk), chunk.count)
+            }
+        }
+    }
 
-    init(_ sequence: S) { iterator = sequence.makeAsyncIterator() }
-
-    override func next(_ count: Int) async throws -> [S.Element] {
-        var chunk: [S.Element] = []
-        while chunk.count < count, let item = try await iterator.next() { chunk.append(item) }
-        return chunk
+    /// A source reading an asynchronous sequence.
+    @inlinable
+    static func reading<S: AsyncSequence & Sendable>(async inputs: S) -> @Sendable () -> AnyInputSource
+    where S.Element: Codable & Sendable {
+        {
+            let box = IteratorBox(inputs.makeAsyncIterator())
+            return AnyInputSource { count in
+                var chunk: [S.Element] = []
+                while chunk.count < count, let item = try await box.iterator.next() { chunk.append(item) }
+                return (chunk.isEmpty ? [] : try WireEncoder().encode(chunk), chunk.count)
+            }
+        }
     }
 }
 
@@ -53,9 +69,9 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     let makeSource: @Sendable () -> AnyInputSource
     let decode: @Sendable (ChunkOutcome, Int) -> ChunkResults<Output>
 
-    init<Input: Codable & Sendable>(
+    init(
         pool: ProcessPool, typeName: Result<String, any Error>, label: String, chunkSize: Int?, knownCount: Int?,
-        ordered: Bool, source: @escaping @Sendable () -> InputSource<Input>,
+        ordered: Bool, source: @escaping @Sendable () -> AnyInputSource,
         decode: @escaping @Sendable (ChunkOutcome, Int) -> ChunkResults<Output>
     ) {
         self.pool = pool
@@ -64,7 +80,7 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
         self.chunkSize = chunkSize
         self.knownCount = knownCount
         self.ordered = ordered
-        makeSource = { AnyInputSource(source()) }
+        makeSource = source
         self.decode = decode
     }
 
@@ -82,12 +98,49 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
         try await MapDriver(self).collect()
     }
 
-    /// Iterates a ``PoolMap``.
+    /// Iterates a ``PoolMap``. Results are handed out of a chunk held by the
+    /// iterator itself, so the per-item step is inlined where you iterate.
     public struct Iterator: AsyncIteratorProtocol {
-        let driver: MapDriver<Output>
+        @usableFromInline let driver: MapDriver<Output>
+        @usableFromInline var values: [Output] = []
+        @usableFromInline var results: [Result<Output, any Error>] = []
+        @usableFromInline var position = 0
 
+        init(driver: MapDriver<Output>) {
+            self.driver = driver
+        }
+
+        @inlinable
         public mutating func next() async throws -> Output? {
-            try await driver.next()?.get()
+            if position < values.count {
+                position += 1
+                return values[position - 1]
+            }
+            return try await nextFromNewChunk()
+        }
+
+        @usableFromInline
+        mutating func nextFromNewChunk() async throws -> Output? {
+            while true {
+                if position < results.count {
+                    position += 1
+                    return try results[position - 1].get()
+                }
+                guard let chunk = try await driver.nextChunk() else { return nil }
+                position = 0
+                switch chunk {
+                case .values(let chunkValues):
+                    values = chunkValues
+                    results = []
+                    if !values.isEmpty {
+                        position = 1
+                        return values[0]
+                    }
+                case .results(let chunkResults):
+                    values = []
+                    results = chunkResults
+                }
+            }
         }
     }
 }
@@ -104,27 +157,24 @@ public struct PoolMapResults<Output: Sendable>: AsyncSequence, Sendable {
     /// Iterates a ``PoolMapResults``.
     public struct Iterator: AsyncIteratorProtocol {
         let driver: MapDriver<Output>
+        var chunk = ChunkResults<Output>.values([])
+        var position = 0
 
         public mutating func next() async throws -> Result<Output, any Error>? {
-            try await driver.next()
-        }
-    }
-}
-
-/// An input source that encodes its chunks, so the driver needs no input type.
-struct AnyInputSource: Sendable {
-    let next: @Sendable (Int) async throws -> (payload: [UInt8], count: Int)
-
-    init<Input: Codable & Sendable>(_ source: InputSource<Input>) {
-        next = { count in
-            let chunk = try await source.next(count)
-            return (chunk.isEmpty ? [] : try WireEncoder().encode(chunk), chunk.count)
+            while position >= chunk.count {
+                guard let next = try await driver.nextChunk() else { return nil }
+                chunk = next
+                position = 0
+            }
+            position += 1
+            return chunk[position - 1]
         }
     }
 }
 
 /// Runs one iteration of a map: pulls inputs, keeps chunks in flight, and
 /// hands out results in order (or as they finish).
+@usableFromInline
 final class MapDriver<Output: Sendable>: @unchecked Sendable {
     // @unchecked: one task iterates at a time; completions arrive through
     // `stream`, whose continuation is thread-safe.
@@ -161,14 +211,12 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         continuation.finish()
     }
 
-    func next() async throws -> Result<Output, any Error>? {
-        while true {
-            if position < current.count {
-                position += 1
-                return current[position - 1]
-            }
-            if try await !advance() { return nil }
-        }
+    /// The next chunk's results, or `nil` at the end of the map.
+    @usableFromInline
+    func nextChunk() async throws -> ChunkResults<Output>? {
+        guard try await advance() else { return nil }
+        defer { current = .values([]) }
+        return current
     }
 
     /// Every remaining result, taking whole chunks at a time.
@@ -270,10 +318,12 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
 
 /// The results of one chunk: plain values when every item succeeded (the
 /// common case, decoded in bulk), one `Result` per item otherwise.
+@usableFromInline
 enum ChunkResults<Output: Sendable>: Sendable {
     case values([Output])
     case results([Result<Output, any Error>])
 
+    @usableFromInline
     var count: Int {
         switch self {
         case .values(let values): values.count
@@ -281,6 +331,7 @@ enum ChunkResults<Output: Sendable>: Sendable {
         }
     }
 
+    @usableFromInline
     subscript(index: Int) -> Result<Output, any Error> {
         switch self {
         case .values(let values): .success(values[index])

@@ -122,10 +122,11 @@ public final class ProcessPool: Sendable {
 
     /// Maps a function over `inputs`, results in input order (Python's `imap`).
     ///
-    /// Inputs are read lazily, a chunk at a time, with at most two chunks per
-    /// worker in flight: an endless sequence works, and memory stays flat.
+    /// Inputs are read lazily, a chunk at a time, with a bounded number of
+    /// chunks in flight: an endless sequence works, and memory stays flat.
     /// A failed item throws at its place in the results; a failed item does
     /// not stop the others (iterate ``PoolMap/results`` to see each one).
+    /// ``PoolMap/collect()`` gathers everything (Python's `map`).
     ///
     /// - Parameters:
     ///   - function: The function's type.
@@ -134,52 +135,71 @@ public final class ProcessPool: Sendable {
     ///     Python's `count / (4 × workers)`, at most 65,536; for other
     ///     sequences, it starts at 1 and grows while items are fast, until a
     ///     chunk takes about 5 ms.
+    @inlinable
     public func map<F: ProcessFunction, S: Sequence & Sendable>(
         _ function: F.Type, _ inputs: S, chunkSize: Int? = nil
     ) -> PoolMap<F.Output> where S.Element == F.Input {
-        makeMap(function, inputs, chunkSize: chunkSize, ordered: true)
+        functionMap(
+            F.self, source: AnyInputSource.reading(inputs), knownCount: Self.count(of: inputs), chunkSize: chunkSize,
+            ordered: true)
     }
 
     /// Like ``map(_:_:chunkSize:)``, with results in the order they finish (Python's `imap_unordered`).
+    @inlinable
     public func mapUnordered<F: ProcessFunction, S: Sequence & Sendable>(
         _ function: F.Type, _ inputs: S, chunkSize: Int? = nil
     ) -> PoolMap<F.Output> where S.Element == F.Input {
-        makeMap(function, inputs, chunkSize: chunkSize, ordered: false)
+        functionMap(
+            F.self, source: AnyInputSource.reading(inputs), knownCount: Self.count(of: inputs), chunkSize: chunkSize,
+            ordered: false)
     }
 
-    /// Maps a function over an asynchronous sequence of inputs, results in input order.
+    /// Maps a function over an asynchronous sequence of inputs.
+    @inlinable
     public func map<F: ProcessFunction, S: AsyncSequence & Sendable>(
         _ function: F.Type, _ inputs: S, chunkSize: Int? = nil, ordered: Bool = true
     ) -> PoolMap<F.Output> where S.Element == F.Input {
-        let source: @Sendable () -> InputSource<F.Input> = { AsyncInputSource(inputs) }
-        return PoolMap(
-            pool: self, typeName: Result { try TaskName.resolvable(FunctionChunk<F>.self) },
-            label: String(reflecting: F.self), chunkSize: chunkSize, knownCount: nil, ordered: ordered,
-            source: source, decode: { outcome, count in decodeFunctionOutcome(F.self, outcome, count: count) })
+        functionMap(
+            F.self, source: AnyInputSource.reading(async: inputs), knownCount: nil, chunkSize: chunkSize,
+            ordered: ordered)
     }
 
     /// Runs many task values, results in order (a `map` whose items are tasks).
+    @inlinable
     public func map<T: ProcessTask, S: Sequence & Sendable>(
         tasks: S, chunkSize: Int? = nil, ordered: Bool = true
     ) -> PoolMap<T.Output> where S.Element == T {
-        let knownCount = tasks is any Collection ? tasks.underestimatedCount : nil
-        let source: @Sendable () -> InputSource<T> = { SyncInputSource(tasks) }
-        return PoolMap(
+        taskMap(
+            T.self, source: AnyInputSource.reading(tasks), knownCount: Self.count(of: tasks), chunkSize: chunkSize,
+            ordered: ordered)
+    }
+
+    @inlinable
+    static func count<S: Sequence>(of inputs: S) -> Int? {
+        inputs is any Collection ? inputs.underestimatedCount : nil
+    }
+
+    @usableFromInline
+    func functionMap<F: ProcessFunction>(
+        _ function: F.Type, source: @escaping @Sendable () -> AnyInputSource, knownCount: Int?, chunkSize: Int?,
+        ordered: Bool
+    ) -> PoolMap<F.Output> {
+        PoolMap(
+            pool: self, typeName: Result { try TaskName.resolvable(FunctionChunk<F>.self) },
+            label: String(reflecting: F.self), chunkSize: chunkSize, knownCount: knownCount, ordered: ordered,
+            source: source, decode: { outcome, count in decodeFunctionOutcome(F.self, outcome, count: count) })
+    }
+
+    @usableFromInline
+    func taskMap<T: ProcessTask>(
+        _ task: T.Type, source: @escaping @Sendable () -> AnyInputSource, knownCount: Int?, chunkSize: Int?,
+        ordered: Bool
+    ) -> PoolMap<T.Output> {
+        PoolMap(
             pool: self, typeName: Result { try TaskName.resolvable(TaskChunk<T>.self) },
             label: String(reflecting: T.self), chunkSize: chunkSize, knownCount: knownCount, ordered: ordered,
             source: source,
             decode: { outcome, count in .results(decodeOutcomes(outcome, count: count) { try T._decodeOutput($0) }) })
-    }
-
-    private func makeMap<F: ProcessFunction, S: Sequence & Sendable>(
-        _ function: F.Type, _ inputs: S, chunkSize: Int?, ordered: Bool
-    ) -> PoolMap<F.Output> where S.Element == F.Input {
-        let knownCount = inputs is any Collection ? inputs.underestimatedCount : nil
-        let source: @Sendable () -> InputSource<F.Input> = { SyncInputSource(inputs) }
-        return PoolMap(
-            pool: self, typeName: Result { try TaskName.resolvable(FunctionChunk<F>.self) },
-            label: String(reflecting: F.self), chunkSize: chunkSize, knownCount: knownCount, ordered: ordered,
-            source: source, decode: { outcome, count in decodeFunctionOutcome(F.self, outcome, count: count) })
     }
 
     // MARK: Lifetime
