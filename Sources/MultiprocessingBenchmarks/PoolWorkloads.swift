@@ -146,6 +146,25 @@ func poolWorkloads(_ report: inout Report) throws {
         report.add(Measurement(name: "W6.primes.speedup", unit: "x", better: "higher", samples: speedups, note: note))
         report.params.append(("W6.limit", "\(limit)"))
     }
+    if selected("X.pool.map10M") {
+        let items = 10_000_000
+        let start = now()
+        let sum = try blockOn {
+            var sum = 0
+            for try await square in pool.map(SquareFunction.self, 0..<items) { sum &+= square }
+            return sum
+        }
+        precondition(sum != 0)
+        let seconds = (now() - start).seconds
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peak = Double(usage.ru_maxrss) / 1024
+        report.add(
+            Measurement(
+                name: "X.pool.map10M.peak_rss", unit: "MiB", better: "lower", samples: [peak],
+                note: "peak RSS of the harness after a for-await over pool.map(square, 0..<10_000_000) on 2 workers "
+                    + "(\(format(Double(items) / seconds)) items/s); includes everything the harness did before"))
+    }
     pool.close()
     pool.join()
     for (name, method) in [("spawn", StartMethod.spawn), ("forkserver", .forkserver)]

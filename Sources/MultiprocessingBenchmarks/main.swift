@@ -43,7 +43,7 @@ if selected("W1") { try processStarts(&report) }
 if selected("W4") { try pipeMessages(&report) }
 if selected("W5") { try pipeBulk(&report) }
 // The pool workloads run last: they start threads, and W1.process.fork needs a single-threaded harness.
-if ["W2", "W3", "W6", "W7"].contains(where: selected) { try poolWorkloads(&report) }
+if ["W2", "W3", "W6", "W7", "X.pool"].contains(where: selected) { try poolWorkloads(&report) }
 
 let json = report.json()
 if let jsonPath {

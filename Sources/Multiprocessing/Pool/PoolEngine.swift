@@ -19,22 +19,31 @@ final class ChunkJob: @unchecked Sendable {
     let typeName: String
     let payload: [UInt8]
     let items: Int
-    /// Names the work in errors, such as "Square, items 10..<20".
-    let label: String
+    /// The work's name, and the index of the chunk's first item in its map.
+    let work: String
+    let firstItem: Int?
     let completion: @Sendable (ChunkOutcome) -> Void
     var cancelled = false
     var finished = false
 
     init(
-        id: UInt64, typeName: String, payload: [UInt8], items: Int, label: String,
+        id: UInt64, typeName: String, payload: [UInt8], items: Int, work: String, firstItem: Int?,
         completion: @escaping @Sendable (ChunkOutcome) -> Void
     ) {
         self.id = id
         self.typeName = typeName
         self.payload = payload
         self.items = items
-        self.label = label
+        self.work = work
+        self.firstItem = firstItem
         self.completion = completion
+    }
+
+    /// Names the work in errors, such as "Square, items 10..<20". Built only
+    /// when needed: most chunks never fail.
+    var label: String {
+        guard let firstItem else { return work }
+        return "\(work), items \(firstItem)..<\(firstItem + items)"
     }
 }
 
@@ -143,31 +152,41 @@ final class PoolEngine: @unchecked Sendable {
 
     // MARK: Called by the pool's users
 
-    /// Queues a chunk; its completion runs exactly once, on the engine thread
-    /// (or on the calling thread, for work dropped while it is queued).
+    /// A chunk to queue: what ``submit(_:)`` takes.
+    struct Submission {
+        var typeName: String
+        var payload: [UInt8]
+        var items: Int
+        var work: String
+        var firstItem: Int?
+        var completion: @Sendable (ChunkOutcome) -> Void
+    }
+
+    /// Queues chunks, all at once (one lock, one write per worker); each
+    /// completion runs exactly once, on the engine thread.
     ///
     /// - Throws: `.closed` after ``close()`` or ``terminate()``; the
-    ///   initializer's failure when the pool is broken.
-    func submit(
-        typeName: String, payload: [UInt8], items: Int, label: String,
-        completion: @escaping @Sendable (ChunkOutcome) -> Void
-    ) throws -> ChunkJob {
-        let (job, waiting): (ChunkJob, Bool) = try locked {
+    ///   initializer's failure when the pool is broken. Then nothing is queued.
+    func submit(_ submissions: [Submission]) throws -> [ChunkJob] {
+        let (jobs, waiting): ([ChunkJob], Bool) = try locked {
             if let broken { throw broken }
             guard accepting else {
                 throw MultiprocessingError(.closed, "the pool was closed; it takes no new work")
             }
-            nextID += 1
-            let job = ChunkJob(
-                id: nextID, typeName: typeName, payload: payload, items: items, label: label, completion: completion)
-            pending.append(job)
+            let jobs = submissions.map { submission in
+                nextID += 1
+                return ChunkJob(
+                    id: nextID, typeName: submission.typeName, payload: submission.payload, items: submission.items,
+                    work: submission.work, firstItem: submission.firstItem, completion: submission.completion)
+            }
+            pending += jobs
             dispatch()
-            return (job, slots.contains { !$0.outbox.isEmpty })
+            return (jobs, slots.contains { !$0.outbox.isEmpty })
         }
         // A chunk larger than the pipe was only partly written: the engine
         // thread must start watching for room to write the rest.
         if waiting { notify() }
-        return job
+        return jobs
     }
 
     /// Cancels a chunk: a queued one is dropped; a running one is abandoned
@@ -471,8 +490,13 @@ final class PoolEngine: @unchecked Sendable {
         return nil
     }
 
+    /// Drops the dispatched chunks from the front of the queue (they are
+    /// referenced by their workers now), so their payloads can be freed.
     private func compactPending() {
-        if pendingHead > 1024 && pendingHead * 2 > pending.count {
+        if pendingHead == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            pendingHead = 0
+        } else if pendingHead > 256 && pendingHead * 2 > pending.count {
             pending.removeFirst(pendingHead)
             pendingHead = 0
         }

@@ -277,28 +277,38 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         return true
     }
 
+    /// Reads inputs and submits chunks until the in-flight limit, all in one submission.
     private func refill() async throws {
         let typeName = try map.typeName.get()
+        var submissions: [PoolEngine.Submission] = []
+        var indices: [(index: Int, items: Int)] = []
+        var refilling = false
         while !exhausted {
             let size = nextChunkSize()
             // Small chunks need many in flight to keep the workers busy; large ones few.
             let limit = max(window, min(512, 4096 / size))
-            guard inFlight.count < limit && completed.count < limit else { return }
+            // Refill in batches: once half the window has drained, fill it again.
+            if !refilling && inFlight.count > limit / 2 { break }
+            refilling = true
+            guard inFlight.count + submissions.count < limit && completed.count < limit else { break }
             let (payload, count) = try await source.next(size)
             if count == 0 {
                 exhausted = true
-                return
+                break
             }
             let index = nextIndex
             nextIndex += 1
-            let label = "\(map.label), items \(firstItem)..<\(firstItem + count)"
-            firstItem += count
             let continuation = continuation
-            let job = try engine.submit(
-                typeName: typeName, payload: payload, items: count, label: label,
-                completion: { continuation.yield((index, $0)) })
-            inFlight[index] = (job, count)
+            submissions.append(
+                PoolEngine.Submission(
+                    typeName: typeName, payload: payload, items: count, work: map.label, firstItem: firstItem
+                ) { continuation.yield((index, $0)) })
+            firstItem += count
+            indices.append((index, count))
         }
+        guard !submissions.isEmpty else { return }
+        let jobs = try engine.submit(submissions)
+        for (job, entry) in zip(jobs, indices) { inFlight[entry.index] = (job, entry.items) }
     }
 
     /// Explicit, or Python's rule for collections, or grown while items are fast.
@@ -306,7 +316,7 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         if let size = map.chunkSize { return max(1, size) }
         if let count = map.knownCount {
             let workers = map.pool.workerCount
-            return max(1, min(65_536, (count + 4 * workers - 1) / (4 * workers)))
+            return max(1, min(16_384, (count + 4 * workers - 1) / (4 * workers)))
         }
         if let perItem = nanosecondsPerItem {
             let target = 5_000_000 / max(perItem, 1)

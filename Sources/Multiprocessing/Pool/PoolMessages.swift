@@ -22,13 +22,13 @@ enum PoolMessage {
     static let resultHeaderSize = 18
 
     static func appendWork(id: UInt64, typeName: String, payload: [UInt8], to buffer: inout [UInt8]) {
-        let name = Array(typeName.utf8)
-        let length = 1 + 8 + 2 + name.count + payload.count
+        let nameLength = typeName.utf8.count
+        let length = 1 + 8 + 2 + nameLength + payload.count
         appendFrameHeader(length: length, to: &buffer)
         buffer.append(work)
         append(id, to: &buffer)
-        append(UInt16(name.count), to: &buffer)
-        buffer += name
+        append(UInt16(nameLength), to: &buffer)
+        buffer.append(contentsOf: typeName.utf8)
         buffer += payload
     }
 

@@ -31,6 +31,9 @@ struct PoolWorkerTask: ProcessTask {
         out.removeAll(keepingCapacity: true)
 
         var kinds: [String: any PoolWork.Type] = [:]
+        // Consecutive chunks are mostly of the same work: remember the last name's bytes.
+        var lastName: ArraySlice<UInt8> = []
+        var lastKind: (any PoolWork.Type)?
         while true {
             let message: [UInt8]
             do {
@@ -45,13 +48,19 @@ struct PoolWorkerTask: ProcessTask {
             guard message.count >= 11 + nameLength else {
                 throw MultiprocessingError(.decodingFailed, "a work message is truncated")
             }
-            let name = String(decoding: message[11..<(11 + nameLength)], as: UTF8.self)
+            let nameBytes = message[11..<(11 + nameLength)]
+            if !nameBytes.elementsEqual(lastName) {
+                let name = String(decoding: nameBytes, as: UTF8.self)
+                lastKind = kinds[name] ?? (_typeByName(name) as? any PoolWork.Type)
+                kinds[name] = lastKind
+                lastName = nameBytes
+            }
             let start = ContinuousClock.now
             let result: (kind: UInt8, payload: [UInt8])
-            if let kind = kinds[name] ?? (_typeByName(name) as? any PoolWork.Type) {
-                kinds[name] = kind
+            if let kind = lastKind {
                 result = await kind.runChunk(message[(11 + nameLength)...])
             } else {
+                let name = String(decoding: nameBytes, as: UTF8.self)
                 let error = MultiprocessingError(
                     .unresolvableTask, "the pool worker cannot find the work type '\(name)'")
                 result = encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])

@@ -100,12 +100,15 @@ public final class ProcessPool: Sendable {
         let typeName = try TaskName.resolvable(TaskChunk<T>.self)
         let payload = try WireEncoder().encode([task])
         let handle = PoolTask<T.Output>(engine: engine)
-        let label = "task \(String(reflecting: T.self))"
-        handle.job = try engine.submit(typeName: typeName, payload: payload, items: 1, label: label) { outcome in
+        let submission = PoolEngine.Submission(
+            typeName: typeName, payload: payload, items: 1, work: "task \(String(reflecting: T.self))", firstItem: nil
+        ) {
+            outcome in
             let result = decodeOutcomes(outcome, count: 1) { try T._decodeOutput($0) }[0]
             handle.outcome.fulfill(result)
             onCompletion?(result)
         }
+        handle.job = try engine.submit([submission])[0]
         return handle
     }
 
@@ -132,7 +135,7 @@ public final class ProcessPool: Sendable {
     ///   - function: The function's type.
     ///   - inputs: Any sequence of inputs.
     ///   - chunkSize: Items per message. By default: for a collection,
-    ///     Python's `count / (4 × workers)`, at most 65,536; for other
+    ///     Python's `count / (4 × workers)`, at most 16,384; for other
     ///     sequences, it starts at 1 and grows while items are fast, until a
     ///     chunk takes about 5 ms.
     @inlinable
