@@ -63,7 +63,7 @@ __attribute__((constructor(101))) static void mp_boot(int argc, char **argv, cha
     run_later_initializers(argc, argv, envp);
     mp_set_boot_extra_count(extras);
     if (strcmp(mode, "forkserver") == 0) {
-        mp_forkserver_serve(MP_FD_JOB);
+        mp_forkserver_serve(MP_FD_JOB, MP_FD_LIFELINE);
         mp_set_boot_mode(2);
     } else {
         mp_set_boot_mode(1);
@@ -111,20 +111,24 @@ static void report_exits(void) {
 }
 
 /// Places the received descriptors at MP_FD_JOB, MP_FD_RESULT and
-/// MP_FD_FIRST_EXTRA on, in a new worker.
-static void place_worker_fds(const int *fds, int nfds) {
-    int high[32];
+/// MP_FD_FIRST_EXTRA on, and the lifeline at MP_FD_LIFELINE, in a new worker;
+/// closes every other descriptor above standard error.
+static void place_worker_fds(const int *fds, int nfds, int lifeline) {
+    int high[33];
     for (int i = 0; i < nfds; i++) high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64);
+    int high_lifeline = fcntl(lifeline, F_DUPFD_CLOEXEC, 64);
     int target = MP_FD_JOB;
     for (int i = 0; i < nfds; i++) {
         mp_dup_to(high[i], target, 0);
         close(high[i]);
         target = (target == MP_FD_RESULT) ? MP_FD_FIRST_EXTRA : target + 1;
     }
+    mp_dup_to(high_lifeline, MP_FD_LIFELINE, 0);
+    close(high_lifeline);
     mp_close_from(MP_FD_FIRST_EXTRA + (nfds - 2));
 }
 
-void mp_forkserver_serve(int control) {
+void mp_forkserver_serve(int control, int lifeline) {
     if (mp_pipe_cloexec(sigchld_pipe) != 0) _exit(71);
     fcntl(sigchld_pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(sigchld_pipe[1], F_SETFL, O_NONBLOCK);
@@ -138,7 +142,7 @@ void mp_forkserver_serve(int control) {
 
     struct pollfd polls[3] = {
         {.fd = control, .events = POLLIN},
-        {.fd = MP_FD_LIFELINE, .events = POLLIN},
+        {.fd = lifeline, .events = POLLIN},
         {.fd = sigchld_pipe[0], .events = POLLIN},
     };
     for (;;) {
@@ -183,7 +187,7 @@ void mp_forkserver_serve(int control) {
             for (int i = 0; i < MP_MAX_WORKERS; i++) {
                 if (worker_replies[i] >= 0) close(worker_replies[i]);
             }
-            place_worker_fds(fds + 1, nfds - 1);
+            place_worker_fds(fds + 1, nfds - 1, lifeline);
             mp_set_boot_extra_count(nfds - 3);
             // The server is single-threaded and exits when the parent's
             // lifeline closes, so following the server follows the parent,

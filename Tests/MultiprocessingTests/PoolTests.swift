@@ -203,5 +203,26 @@ extension ProcessSuites {
                 )
             }
         }
+
+        @Test("a forking pool runs a closure over state forked from the parent, and survives a crash")
+        func forkingPool() async throws {
+            // The test runner has threads, so the pool is made in a spawned, single-threaded child.
+            let inputs = Array(0..<20) + [-1] + Array(20..<120)
+            let answer = try await ChildProcess.run(RunForkingPool(inputs: inputs), startMethod: .spawn)
+            let results = Array(answer.dropLast())
+            #expect(results.count == inputs.count)
+            #expect(results[20] == -1000)
+            let others = results.enumerated().filter { $0.offset != 20 }
+            #expect(others.allSatisfy { $0.element == inputs[$0.offset] + 100 })
+            #expect(answer.last == 1)
+        }
+
+        @Test("a forking pool is refused while other threads run")
+        func forkingPoolRefusedWithThreads() {
+            let error = #expect(throws: MultiprocessingError.self) {
+                _ = try ForkingPool(workers: 1) { (input: Int) in input }
+            }
+            #expect(error?.code == .unsafeFork)
+        }
     }
 }

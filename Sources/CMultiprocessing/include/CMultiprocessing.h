@@ -65,10 +65,10 @@ int mp_is_main_thread(void);
 /// Number of threads this library started in the current process.
 int mp_own_thread_count(void);
 
-/// Runs the fork server's loop on `control` until the parent goes away, then
-/// exits. Returns only in a freshly forked worker, whose descriptors are in
-/// place (see MP_FD_*).
-void mp_forkserver_serve(int control);
+/// Runs the fork server's loop on `control` until the parent goes away (its
+/// `lifeline` reports end-of-file, or `control` closes), then exits. Returns
+/// only in a freshly forked worker, whose descriptors are in place (see MP_FD_*).
+void mp_forkserver_serve(int control, int lifeline);
 
 /// Writes `len` bytes, retrying on EINTR and short writes. 0 or errno.
 int mp_write_all(int fd, const void *buf, size_t len);

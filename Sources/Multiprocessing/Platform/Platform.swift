@@ -108,3 +108,11 @@ func systemKill(_ pid: pid_t, _ signal: Int32) -> Int32 {
         Darwin.kill(pid, signal)
     #endif
 }
+
+func systemFork() -> pid_t {
+    #if canImport(Glibc)
+        Glibc.fork()
+    #else
+        Darwin.fork()
+    #endif
+}

@@ -112,8 +112,15 @@ final class PoolEngine: @unchecked Sendable {
     private let initializerType: String?
     private let initializer: [UInt8]?
 
-    init(workers: Int, options: PoolOptions, initializerType: String?, initializer: [UInt8]?) throws {
+    /// Runs on the engine thread once every worker has been reaped.
+    private let onEnd: (@Sendable () -> Void)?
+
+    init(
+        workers: Int, options: PoolOptions, initializerType: String?, initializer: [UInt8]?,
+        onEnd: (@Sendable () -> Void)? = nil
+    ) throws {
         self.options = options
+        self.onEnd = onEnd
         workerCount = workers
         self.initializerType = initializerType
         self.initializer = initializer
@@ -262,6 +269,7 @@ final class PoolEngine: @unchecked Sendable {
             let done: Bool = locked {
                 if slots.isEmpty && (terminating || (!accepting && pendingIsEmpty)) {
                     // Everything this engine opened is closed before anyone is told it ended.
+                    onEnd?()
                     Platform.close(wake.read)
                     Platform.close(wake.write)
                     finished = true

@@ -49,6 +49,12 @@ public final class ProcessPool: Sendable {
         engine = try PoolEngine(workers: workers, options: options, initializerType: nil, initializer: nil)
     }
 
+    /// A pool whose workers come from a zygote (see ``ForkingPool``).
+    init(workers: Int, zygoteOptions options: PoolOptions, onEnd: @escaping @Sendable () -> Void) throws {
+        engine = try PoolEngine(
+            workers: workers, options: options, initializerType: nil, initializer: nil, onEnd: onEnd)
+    }
+
     /// Starts a pool whose workers each run `initializer` once before their first task.
     ///
     /// - Parameter initializer: Makes each worker's state, which tasks get
@@ -71,7 +77,8 @@ public final class ProcessPool: Sendable {
         guard options.startMethod.kind != .fork else {
             throw MultiprocessingError(
                 .invalidArgument,
-                "a pool of task values starts its workers with forkserver or spawn; the fork method is for closures")
+                "a pool of task values starts its workers with forkserver or spawn; "
+                    + "for a closure forked with the pool's state, use ForkingPool")
         }
         if let timeout = options.taskTimeout, timeout <= .zero {
             throw MultiprocessingError(.invalidArgument, "a task timeout must be positive, not \(timeout)")
@@ -191,6 +198,16 @@ public final class ProcessPool: Sendable {
             pool: self, typeName: Result { try TaskName.resolvable(FunctionChunk<F>.self) },
             label: String(reflecting: F.self), chunkSize: chunkSize, knownCount: knownCount, ordered: ordered,
             source: source, decode: { outcome, count in decodeFunctionOutcome(F.self, outcome, count: count) })
+    }
+
+    func closureMap<Output: Codable & Sendable>(
+        source: @escaping @Sendable () -> AnyInputSource, knownCount: Int?, chunkSize: Int?, ordered: Bool,
+        output: Output.Type
+    ) -> PoolMap<Output> {
+        PoolMap(
+            pool: self, typeName: Result { try TaskName.resolvable(ClosureChunk.self) }, label: "the pool's closure",
+            chunkSize: chunkSize, knownCount: knownCount, ordered: ordered, source: source,
+            decode: { outcome, count in decodeValuesOutcome(Output.self, outcome, count: count) })
     }
 
     @usableFromInline
@@ -344,15 +361,22 @@ final class LockedBox<Value: Sendable>: @unchecked Sendable {
 func decodeFunctionOutcome<F: ProcessFunction>(
     _ function: F.Type, _ outcome: ChunkOutcome, count: Int
 ) -> ChunkResults<F.Output> {
+    decodeValuesOutcome(F.Output.self, outcome, count: count)
+}
+
+/// The per-item results of a chunk whose worker sends all values at once when every item succeeded.
+func decodeValuesOutcome<Output: Decodable & Sendable>(
+    _ output: Output.Type, _ outcome: ChunkOutcome, count: Int
+) -> ChunkResults<Output> {
     if case .result(let kind, let payload, _) = outcome, kind == ChunkResultKind.values {
         do {
-            let values = try WireDecoder().decode([F.Output].self, from: payload)
+            let values = try WireDecoder().decode([Output].self, from: payload)
             if values.count == count { return .values(values) }
         } catch {
             return .results(Array(repeating: .failure(error), count: count))
         }
     }
-    return .results(decodeOutcomes(outcome, count: count) { try WireDecoder().decode(F.Output.self, from: $0) })
+    return .results(decodeOutcomes(outcome, count: count) { try WireDecoder().decode(Output.self, from: $0) })
 }
 
 /// The per-item results of a chunk whose worker sent one outcome per item.

@@ -83,6 +83,8 @@ enum Launcher {
                 child = try spawn(fds: [jobPipe.read, resultPipe.write, Lifeline.readEnd()] + extraFDs)
             case .forkserver:
                 child = try ForkServer.start(fds: [jobPipe.read, resultPipe.write] + extraFDs)
+            case .zygote(let control):
+                child = try ForkServer.request(control: control, fds: [jobPipe.read, resultPipe.write] + extraFDs)
             case .fork:
                 preconditionFailure("fork children are launched by launchForked")
             }
@@ -239,7 +241,8 @@ enum ForkServer {
         return Server(control: pair[0], pid: pid)
     }
 
-    private static func request(control: Int32, fds: [Int32]) throws -> LaunchedChild {
+    /// Asks the fork server behind `control` for a worker holding `fds`.
+    static func request(control: Int32, fds: [Int32]) throws -> LaunchedChild {
         let reply = try Platform.makePipe()
         let all = [reply.write] + fds
         var byte: UInt8 = 1

@@ -69,3 +69,24 @@ enum ReadWorkerState: ProcessFunction {
         [PoolWorker.state(as: Int.self) ?? -1, PoolWorker.index ?? -1, Int(getpid())]
     }
 }
+
+/// In a spawned (single-threaded) child: a ForkingPool whose closure captures
+/// non-Codable state; one input kills its worker. Returns every result, with
+/// -1000 for a failed item, and the number of restarts.
+struct RunForkingPool: ProcessTask {
+    var inputs: [Int]
+    func run() async throws -> [Int] {
+        let table = NotCodable(value: 100)
+        let pool = try ForkingPool(workers: 2) { (input: Int) -> Int in
+            if input == -1 { raise(SIGKILL) }
+            return input + table.value
+        }
+        var results: [Int] = []
+        for try await result in pool.map(inputs, chunkSize: 1).results {
+            results.append((try? result.get()) ?? -1000)
+        }
+        let restarts = pool.statistics.map(\.restarts).reduce(0, +)
+        await pool.terminate()
+        return results + [restarts]
+    }
+}
