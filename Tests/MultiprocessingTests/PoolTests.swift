@@ -224,5 +224,41 @@ extension ProcessSuites {
             }
             #expect(error?.code == .unsafeFork)
         }
+
+        @Test("a worker that grows past its memory limit is replaced, and no task is lost")
+        func memoryRecycling() async throws {
+            let options = PoolOptions(maxWorkerMemory: 100 << 20)
+            try await withProcessPool(workers: 1, options: options) { pool in
+                let pids = try await pool.map(Leak20MiB.self, 0..<12, chunkSize: 1).collect()
+                #expect(pids.count == 12)
+                #expect(Set(pids).count >= 2)
+                #expect(pool.statistics[0].restarts >= 1)
+            }
+        }
+
+        @Test("progress reports done, total and rate, and ends with the map")
+        func progress() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                let (map, updates) = pool.map(SquareFunction.self, 0..<1000, chunkSize: 10).progressUpdates()
+                let collected = Task {
+                    var last: PoolProgress?
+                    for await update in updates { last = update }
+                    return last
+                }
+                #expect(try await map.collect().count == 1000)
+                let last = await collected.value
+                #expect(last?.done == 1000)
+                #expect(last?.total == 1000)
+                #expect(last?.isFinished == true)
+                #expect(last?.fraction == 1)
+                #expect((last?.rate ?? 0) > 0)
+                let seen = LockedBox(0)
+                _ = try await pool.map(SquareFunction.self, 0..<100, chunkSize: 10)
+                    .reportingProgress { update in seen.value = max(seen.value, update.done) }
+                    .showingProgressBar(label: "test")
+                    .collect()
+                #expect(seen.value == 100)
+            }
+        }
     }
 }

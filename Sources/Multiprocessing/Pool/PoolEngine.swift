@@ -81,6 +81,8 @@ final class PoolEngine: @unchecked Sendable {
         var ready = false
         var assigned = 0
         var stopping = false
+        /// The worker announced it exits without starting the chunks it holds.
+        var retiring = false
         var runningSince: ContinuousClock.Instant?
         var killAt: ContinuousClock.Instant?
         var timedOut: UInt64?
@@ -363,6 +365,11 @@ final class PoolEngine: @unchecked Sendable {
             }
             return
         }
+        if tag == PoolMessage.retiring {
+            slot.retiring = true
+            slot.stopping = true
+            return
+        }
         guard tag == PoolMessage.result, frame.count >= PoolMessage.resultHeaderSize,
             let id = try? PoolMessage.read(UInt64.self, from: frame, at: 1),
             let job = slot.inFlight.first, job.id == id
@@ -393,7 +400,7 @@ final class PoolEngine: @unchecked Sendable {
             for job in jobs { finish(job, job.cancelled ? .failed(CancellationError()) : .failed(failure)) }
             jobs = []
         }
-        if let head = jobs.first {
+        if let head = jobs.first, !slot.retiring {
             // Only the chunk the worker was running fails (a timed-out one already has).
             jobs.removeFirst()
             if head.cancelled {
@@ -559,7 +566,7 @@ final class PoolEngine: @unchecked Sendable {
         let (results, childResults) = try Connection.pipe(duplex: false)
         let task = PoolWorkerTask(
             index: index, work: childWork, results: childResults, initializerType: initializerType,
-            initializer: initializer)
+            initializer: initializer, maxMemory: options.maxWorkerMemory)
         let process = try ChildProcess(
             task, name: "PoolWorker-\(index)", startMethod: options.startMethod, daemon: true)
         try process.start()

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A box around an iterator, so a `@Sendable` closure can advance it. A map's
 /// driver calls its source from one task at a time.
 @usableFromInline
@@ -68,6 +74,7 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     let ordered: Bool
     let makeSource: @Sendable () -> AnyInputSource
     let decode: @Sendable (ChunkOutcome, Int) -> ChunkResults<Output>
+    var progress: (@Sendable (PoolProgress) -> Void)?
 
     init(
         pool: ProcessPool, typeName: Result<String, any Error>, label: String, chunkSize: Int?, knownCount: Int?,
@@ -90,6 +97,38 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
 
     /// Every item's result, in the same order, failures included.
     public var results: PoolMapResults<Output> { PoolMapResults(map: self) }
+
+    /// The same map, calling `handler` each time a chunk of results arrives.
+    ///
+    /// The handler runs in the task that iterates the map; keep it short.
+    public func reportingProgress(_ handler: @escaping @Sendable (PoolProgress) -> Void) -> PoolMap {
+        var copy = self
+        let previous = progress
+        copy.progress = { update in
+            previous?(update)
+            handler(update)
+        }
+        return copy
+    }
+
+    /// The same map, and an asynchronous sequence of its progress that ends when the map does.
+    public func progressUpdates() -> (map: PoolMap, updates: AsyncStream<PoolProgress>) {
+        let (stream, continuation) = AsyncStream.makeStream(of: PoolProgress.self, bufferingPolicy: .bufferingNewest(1))
+        let map = reportingProgress { update in
+            continuation.yield(update)
+            if update.isFinished { continuation.finish() }
+        }
+        return (map, stream)
+    }
+
+    /// The same map, drawing a progress bar on standard error while it runs,
+    /// if standard error is a terminal (and nothing otherwise).
+    ///
+    /// - Parameter label: Printed before the bar.
+    public func showingProgressBar(label: String = "") -> PoolMap {
+        guard let bar = ProgressBar(label: label) else { return self }
+        return reportingProgress { bar.draw($0) }
+    }
 
     /// Gathers every result into an array (Python's `map`).
     ///
@@ -193,6 +232,8 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var position = 0
     private var nanosecondsPerItem: Double?
     private var adaptiveSize = 1
+    private var itemsDone = 0
+    private let started = ContinuousClock.now
     private let stream: AsyncStream<(Int, ChunkOutcome)>
     private let continuation: AsyncStream<(Int, ChunkOutcome)>.Continuation
     private var arrivals: AsyncStream<(Int, ChunkOutcome)>.Iterator
@@ -241,7 +282,10 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         while true {
             if takeCompleted() { return true }
             try await refill()
-            if inFlight.isEmpty && completed.isEmpty { return false }
+            if inFlight.isEmpty && completed.isEmpty {
+                reportFinished()
+                return false
+            }
             if inFlight.isEmpty { continue }
             let arrival = await withTaskCancellationHandler {
                 await arrivals.next()
@@ -256,7 +300,22 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             }
             completed[index] = map.decode(outcome, entry.items)
             finishedOrder.append(index)
+            itemsDone += entry.items
+            if !(exhausted && inFlight.isEmpty) {
+                map.progress?(
+                    PoolProgress(done: itemsDone, total: map.knownCount, elapsed: .now - started, isFinished: false))
+            } else {
+                reportFinished()
+            }
         }
+    }
+
+    private var reportedFinish = false
+
+    private func reportFinished() {
+        guard !reportedFinish else { return }
+        reportedFinish = true
+        map.progress?(PoolProgress(done: itemsDone, total: map.knownCount, elapsed: .now - started, isFinished: true))
     }
 
     /// Moves the next chunk's results (the next in order, or the next to
@@ -347,5 +406,79 @@ enum ChunkResults<Output: Sendable>: Sendable {
         case .values(let values): .success(values[index])
         case .results(let results): results[index]
         }
+    }
+}
+
+/// How far a map has come.
+public struct PoolProgress: Sendable, Hashable, CustomStringConvertible {
+    /// Items whose results have arrived.
+    public var done: Int
+    /// All items, when the input is a collection; `nil` for other sequences.
+    public var total: Int?
+    /// Time since the map started.
+    public var elapsed: Duration
+    /// Whether every input has been read and every result has arrived.
+    public var isFinished: Bool
+
+    /// Items per second so far.
+    public var rate: Double {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        return seconds > 0 ? Double(done) / seconds : 0
+    }
+
+    /// The fraction done, when the total is known.
+    public var fraction: Double? {
+        total.map { $0 == 0 ? 1 : Double(done) / Double($0) }
+    }
+
+    /// The estimated time left at the current rate, when the total is known.
+    public var estimatedTimeLeft: Duration? {
+        guard let total, rate > 0 else { return nil }
+        return .milliseconds(Int64(Double(max(0, total - done)) / rate * 1000))
+    }
+
+    public var description: String {
+        var text = total.map { "\(done)/\($0)" } ?? "\(done)"
+        text += " items, \(Int(rate.rounded()))/s"
+        if let left = estimatedTimeLeft, !isFinished { text += ", ETA \(formatSeconds(left))" }
+        return text
+    }
+}
+
+func formatSeconds(_ duration: Duration) -> String {
+    let seconds = duration.components.seconds
+    if seconds >= 3600 { return "\(seconds / 3600)h\(seconds % 3600 / 60)m" }
+    if seconds >= 60 { return "\(seconds / 60)m\(seconds % 60)s" }
+    return "\(seconds)s"
+}
+
+/// A one-line progress bar on standard error, redrawn at most 10 times a second.
+final class ProgressBar: @unchecked Sendable {
+    // @unchecked: `lastDraw` is only touched by the map's iterating task.
+    private let label: String
+    private var lastDraw: ContinuousClock.Instant?
+
+    /// `nil` when standard error is not a terminal: nothing is drawn then.
+    init?(label: String) {
+        guard isatty(2) != 0 else { return nil }
+        self.label = label
+    }
+
+    func draw(_ progress: PoolProgress) {
+        let now = ContinuousClock.now
+        if !progress.isFinished, let lastDraw, now - lastDraw < .milliseconds(100) { return }
+        lastDraw = now
+        var line = "\r" + (label.isEmpty ? "" : label + " ")
+        if let fraction = progress.fraction {
+            let width = 30
+            let filled = min(width, Int(fraction * Double(width)))
+            line +=
+                "[" + String(repeating: "#", count: filled)
+                + String(repeating: ".", count: width - filled) + "] \(Int(fraction * 100))% "
+        }
+        line += progress.description + "\u{1B}[K"
+        if progress.isFinished { line += "\n" }
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -12,12 +12,15 @@
 /// - ready: `1`, then `0`, or `1` and a wire-encoded `ErrorEnvelope` when the
 ///   initializer threw;
 /// - result: `2`, chunk id (8 bytes), kind (1 byte: `0` all values, `1` one
-///   outcome per item), compute time in nanoseconds (8 bytes), payload.
+///   outcome per item), compute time in nanoseconds (8 bytes), payload;
+/// - retiring: `3`; the worker grew past its memory limit and exits without
+///   starting the chunks it still has.
 enum PoolMessage {
     static let work: UInt8 = 1
     static let stop: UInt8 = 2
     static let ready: UInt8 = 1
     static let result: UInt8 = 2
+    static let retiring: UInt8 = 3
 
     static let resultHeaderSize = 18
 

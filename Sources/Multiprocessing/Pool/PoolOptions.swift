@@ -14,15 +14,20 @@ public struct PoolOptions: Sendable {
     /// A worker is replaced by a fresh one after this many items (Python's
     /// `maxtasksperchild`), which bounds what a leaking task can accumulate.
     public var maxTasksPerWorker: Int?
+    /// A worker whose resident memory has grown past this many bytes after a
+    /// chunk retires and is replaced by a fresh one; the chunks it had not
+    /// started go to other workers. `nil`: no limit.
+    public var maxWorkerMemory: Int?
 
     /// Creates options.
     public init(
         startMethod: StartMethod = .default, taskTimeout: Duration? = nil, gracePeriod: Duration = .milliseconds(500),
-        maxTasksPerWorker: Int? = nil
+        maxTasksPerWorker: Int? = nil, maxWorkerMemory: Int? = nil
     ) {
         self.startMethod = startMethod
         self.taskTimeout = taskTimeout
         self.gracePeriod = gracePeriod
         self.maxTasksPerWorker = maxTasksPerWorker
+        self.maxWorkerMemory = maxWorkerMemory
     }
 }

@@ -12,6 +12,7 @@ struct PoolWorkerTask: ProcessTask {
     /// The mangled name of an `InitializerRunner<I>`, and the wire encoding of the initializer.
     var initializerType: String?
     var initializer: [UInt8]?
+    var maxMemory: Int?
 
     func run() async throws {
         // Its own process group: a timeout or a cancellation kills the worker
@@ -71,6 +72,12 @@ struct PoolWorkerTask: ProcessTask {
                 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
             PoolMessage.appendResult(
                 id: id, kind: result.kind, nanoseconds: nanoseconds, payload: result.payload, to: &out)
+            if let maxMemory, residentMemory() > maxMemory {
+                PoolMessage.appendFrameHeader(length: 1, to: &out)
+                out.append(PoolMessage.retiring)
+                try out.withUnsafeBytes { try results.sendRaw($0) }
+                return
+            }
             // Each result leaves before the next chunk starts: if that chunk
             // kills the worker, the pool knows exactly which one it was.
             try out.withUnsafeBytes { try results.sendRaw($0) }
@@ -93,6 +100,14 @@ struct PoolWorkerTask: ProcessTask {
             return try? WireEncoder().encode(ErrorEnvelope(error, processName: ProcessIdentity.current.name))
         }
     }
+}
+
+/// This process's resident memory in bytes, from /proc/self/statm.
+func residentMemory() -> Int {
+    guard let text = readSmallFile("/proc/self/statm") else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 protocol InitializerRunning {

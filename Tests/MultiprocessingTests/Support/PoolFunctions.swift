@@ -90,3 +90,13 @@ struct RunForkingPool: ProcessTask {
         return results + [restarts]
     }
 }
+
+nonisolated(unsafe) var hoard: [[UInt8]] = []
+
+/// Keeps 20 MiB more each call (a leaking task); returns the worker's pid.
+enum Leak20MiB: ProcessFunction {
+    static func call(_ input: Int) -> Int32 {
+        hoard.append([UInt8](repeating: UInt8(truncatingIfNeeded: input), count: 20 << 20))
+        return getpid()
+    }
+}
