@@ -18,6 +18,7 @@ C_REFERENCE = {
     "X.pipe.oneway.bytes8.unbatched": "C.pipe.oneway8.unbatched",
     "W5.pipe.single": "C.pipe.bw",
     "W5.pipe.chunks1M": "C.pipe.bw",
+    "W3.pool.apply": "C.pipe.pingpong8",
 }
 
 
@@ -41,9 +42,14 @@ def main():
     for run in range(1, runs + 1):
         swift = load(f"{folder}/run{run}-swift.json")
         python = load(f"{folder}/run{run}-python.json")
+        anchor = load(f"{folder}/run{run}-anchor.json")
         c = load(f"{folder}/run{run}-c.json")
         for name, result in swift.items():
-            row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": []})
+            row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
+                                         "anchor": [], "vs_anchor": []})
+            if name in anchor:
+                row["anchor"].append(anchor[name]["median"])
+                row["vs_anchor"].append(result["median"] / anchor[name]["median"])
             row["swift"].append(result["median"])
             if name in python:
                 row["python"].append(python[name]["median"])
@@ -66,12 +72,12 @@ def main():
 
     print(f"Runs: {runs}. Medians over runs; ratios are taken within each run, then the median (and range) is shown.")
     print()
-    print(f"| workload | unit | Swift | Python | Swift/Python | C reference | Swift/C |")
-    print(f"|---|---|---:|---:|---:|---|---:|")
+    print(f"| workload | unit | Swift | Python (project script) | Swift/Python | python_anchor.py | Swift/anchor | C reference | Swift/C |")
+    print(f"|---|---|---:|---:|---:|---:|---:|---|---:|")
     for name, row in rows.items():
         reference = f"{row['c'][0].split()[0]} {med([float(x.split()[1]) for x in row['c']])}" if row["c"] else "-"
         print(f"| {name} | {row['unit']} | {med(row['swift'])} | {med(row['python'])} | {spread(row['vs_py'])} "
-              f"| {reference} | {spread(row['vs_c'])} |")
+              f"| {med(row['anchor'])} | {spread(row['vs_anchor'])} | {reference} | {spread(row['vs_c'])} |")
 
 
 if __name__ == "__main__":

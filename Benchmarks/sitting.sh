@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One benchmark sitting: the Swift harness, the project's Python script and
-# the C limits, interleaved RUNS times, then the ratios of each Swift result
-# to Python's and to C's. Results go to Benchmarks/results/ (not committed).
+# One benchmark sitting: the Swift harness, the project's Python script,
+# ../shared/bench/python_anchor.py (when ANCHOR=1) and the C limits,
+# interleaved RUNS times, then the ratios of each Swift result to Python's and
+# to C's. Results go to Benchmarks/results/ (not committed).
 #
-#   bash Benchmarks/sitting.sh                 # W1, W4, W5, 3 runs
+#   bash Benchmarks/sitting.sh                 # every workload, 3 runs
 #   ONLY=W1 RUNS=1 BENCH_SCALE=0.3 bash Benchmarks/sitting.sh
 #
 # Needs ../shared/bench (next to the project root) for c_limits.c and compare.py.
@@ -12,7 +13,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 shared="$root/../shared/bench"
 out="$root/Benchmarks/results"
 RUNS="${RUNS:-3}"
-ONLY="${ONLY:-W1,W4,W5,X}"
+ONLY="${ONLY:-W1,W2,W3,W4,W5,W6,W7,X}"
 mkdir -p "$out"
 
 swift build -c release --product multiprocessing-bench --package-path "$root" >&2
@@ -25,6 +26,10 @@ for run in $(seq 1 "$RUNS"); do
         --json "$out/run$run-python.json" 2>/dev/null || echo "python run $run exited $?" >&2
     timeout -k 10 600 "$out/c_limits" --json "$out/run$run-c.json" >/dev/null 2>&1 \
         || echo "c_limits run $run exited $?" >&2
+    if [ "${ANCHOR:-0}" = 1 ]; then
+        BENCH_NO_EXTRAS=1 BENCH_ONLY="$ONLY" timeout -k 10 900 python3 "$shared/python_anchor.py" \
+            --json "$out/run$run-anchor.json" >/dev/null 2>&1 || echo "python_anchor run $run exited $?" >&2
+    fi
 done
 
 python3 "$root/Benchmarks/ratios.py" "$out" "$RUNS"

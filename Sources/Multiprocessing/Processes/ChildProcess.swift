@@ -338,7 +338,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         if !blocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         var reader = FrameReader(fd: fd)
         guard let bytes = try? reader.readFrame(limit: Int.max) else { return nil }
-        return try? WireDecoder().decode(Outcome.self, from: bytes)
+        return try? Outcome(message: bytes)
     }
 
     /// The child's outcome, as the encoded result or the error to throw.

@@ -84,7 +84,7 @@ enum ChildRuntime {
 
     private static func encodeFrame(_ outcome: Outcome) throws -> [UInt8] {
         var frame: [UInt8] = [0, 0, 0, 0]
-        try WireEncoder().encode(outcome, into: &frame)
+        try outcome.append(to: &frame)
         return frame
     }
 

@@ -163,9 +163,7 @@ enum Launcher {
     private static let warmedForForkedChildren: Void = {
         let (outcome, _) = runSynchronously { (Outcome.success([]), Int32(0)) }
         var frame: [UInt8] = [0, 0, 0, 0]
-        try? WireEncoder().encode(outcome, into: &frame)
-        try? WireEncoder().encode(
-            Outcome.failure(ErrorEnvelope(MultiprocessingError(.closed, ""), processName: "")), into: &frame)
+        try? outcome.append(to: &frame)
     }()
 
     static func direct(pid: pid_t) -> LaunchedChild {

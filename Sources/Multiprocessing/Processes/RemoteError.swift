@@ -21,6 +21,32 @@ public struct RemoteError: Error, Hashable, Sendable, Codable, CustomStringConve
 enum Outcome: Codable, Sendable {
     case success([UInt8])
     case failure(ErrorEnvelope)
+
+    /// The message a child sends its parent: `0` and the result's bytes, or
+    /// `1` and the wire encoding of the error. Built by hand so that a child
+    /// whose task returned touches no more code than it must: a forked child
+    /// pays a page fault for every page of code it runs for the first time.
+    func append(to buffer: inout [UInt8]) throws {
+        switch self {
+        case .success(let bytes):
+            buffer.append(0)
+            buffer += bytes
+        case .failure(let envelope):
+            buffer.append(1)
+            try WireEncoder().encode(envelope, into: &buffer)
+        }
+    }
+
+    init(message: [UInt8]) throws {
+        guard let tag = message.first else {
+            throw MultiprocessingError(.decodingFailed, "an empty outcome message")
+        }
+        switch tag {
+        case 0: self = .success(Array(message[1...]))
+        case 1: self = .failure(try WireDecoder().decode(ErrorEnvelope.self, from: Array(message[1...])))
+        default: throw MultiprocessingError(.decodingFailed, "an outcome message with tag \(tag)")
+        }
+    }
 }
 
 /// An error on its way to the parent.
