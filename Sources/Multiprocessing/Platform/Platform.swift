@@ -45,6 +45,19 @@ enum Platform {
         return (fds[0], fds[1])
     }
 
+    /// A connected pair of close-on-exec Unix sockets that keep message
+    /// boundaries (SOCK_SEQPACKET), for messages that carry descriptors.
+    static func makeMessageSocketPair() throws -> [Int32] {
+        var pair: [Int32] = [-1, -1]
+        #if canImport(Glibc)
+            let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        #else
+            let type = SOCK_STREAM
+        #endif
+        try retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
+        return pair
+    }
+
     /// Writes every byte, retrying short writes.
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }

@@ -132,39 +132,11 @@ enum ClosureChunk: PoolWork {
     }
 }
 
-/// Decodes a chunk of inputs, runs `body` on each, and encodes the outputs.
+/// Runs a chunk of a ``ForkingPool``'s closure.
 func runClosureChunk<Input: Decodable, Output: Encodable>(
     _ payload: ArraySlice<UInt8>, _ body: (Input) async throws -> Output
 ) async -> (kind: UInt8, payload: [UInt8]) {
-    let inputs: [Input]
-    do {
-        inputs = try payload.withUnsafeBytes { try WireDecoder().decode([Input].self, from: $0) }
-    } catch {
-        return encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])
-    }
-    var outputs: [Output] = []
-    outputs.reserveCapacity(inputs.count)
-    for (index, input) in inputs.enumerated() {
-        do {
-            outputs.append(try await body(input))
-        } catch {
-            var outcomes = outputs.map { Outcome.encoding($0) }
-            outcomes.append(.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)))
-            for later in inputs[(index + 1)...] {
-                do {
-                    outcomes.append(.encoding(try await body(later)))
-                } catch {
-                    outcomes.append(.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)))
-                }
-            }
-            return encodeOutcomes(outcomes)
-        }
-    }
-    do {
-        return (ChunkResultKind.values, try WireEncoder().encode(outputs))
-    } catch {
-        return encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])
-    }
+    await runValueChunk(payload, callAll: { await _callEach($0, body) }, call: body)
 }
 
 /// A fork server made by forking this process: the C loop of `boot.c`, in a
@@ -183,15 +155,9 @@ final class Zygote: Sendable {
         body: @escaping @Sendable (ArraySlice<UInt8>) async -> (kind: UInt8, payload: [UInt8])
     ) throws -> Zygote {
         if !allowingOtherThreads {
-            let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
-            if others > 0 {
-                throw MultiprocessingError(
-                    .unsafeFork,
-                    "a ForkingPool forks this process, which runs \(others) other thread\(others == 1 ? "" : "s"); "
-                        + "a forked copy deadlocks if one of them held a runtime lock at the fork. Create the pool "
-                        + "before starting threads, use a ProcessPool with a ProcessFunction, or pass "
-                        + "allowingOtherThreads: true to accept the risk")
-            }
+            try refuseForkWithOtherThreads(
+                alternatives: "A ForkingPool forks this process: create it before starting threads, use a ProcessPool "
+                    + "with a ProcessFunction, or pass allowingOtherThreads: true")
         }
         let lifeline = try Lifeline.readEnd()
         var pair: [Int32] = [-1, -1]

@@ -16,42 +16,42 @@ enum ChunkResultKind {
 /// A chunk of inputs of a ``ProcessFunction``.
 enum FunctionChunk<F: ProcessFunction>: PoolWork {
     static func runChunk(_ payload: ArraySlice<UInt8>) async -> (kind: UInt8, payload: [UInt8]) {
-        let inputs: [F.Input]
-        do {
-            inputs = try payload.withUnsafeBytes { try WireDecoder().decode([F.Input].self, from: $0) }
-        } catch {
-            return failure(error)
-        }
-        let chunk = await F._callChunk(inputs)
-        if let failedAt = chunk.failedIndex {
-            return await mixed(inputs: inputs, outputs: chunk.outputs, failedAt: failedAt, error: chunk.error!)
-        }
+        await runValueChunk(payload, callAll: F._callChunk, call: F.call)
+    }
+}
+
+/// Decodes a chunk of inputs, runs them with `callAll`, and encodes all the
+/// outputs at once; after a failure, the rest of the chunk still runs (with
+/// `call`) and every item gets its own outcome.
+func runValueChunk<Input: Decodable, Output: Encodable>(
+    _ payload: ArraySlice<UInt8>, callAll: ([Input]) async -> _ChunkOutputs<Output>,
+    call: (Input) async throws -> Output
+) async -> (kind: UInt8, payload: [UInt8]) {
+    let processName = ProcessIdentity.current.name
+    let inputs: [Input]
+    do {
+        inputs = try payload.withUnsafeBytes { try WireDecoder().decode([Input].self, from: $0) }
+    } catch {
+        return encodeOutcomes([.failure(ErrorEnvelope(error, processName: processName))])
+    }
+    let chunk = await callAll(inputs)
+    guard let failedAt = chunk.failedIndex else {
         do {
             return (ChunkResultKind.values, try WireEncoder().encode(chunk.outputs))
         } catch {
-            return failure(error)
+            return encodeOutcomes([.failure(ErrorEnvelope(error, processName: processName))])
         }
     }
-
-    /// Once an item failed, the rest of the chunk still runs, and every item gets its own outcome.
-    private static func mixed(
-        inputs: [F.Input], outputs: [F.Output], failedAt: Int, error: any Error
-    ) async -> (kind: UInt8, payload: [UInt8]) {
-        var outcomes = outputs.map { Outcome.encoding($0) }
-        outcomes.append(.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)))
-        for input in inputs[(failedAt + 1)...] {
-            do {
-                outcomes.append(.encoding(try await F.call(input)))
-            } catch {
-                outcomes.append(.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name)))
-            }
+    var outcomes = chunk.outputs.map { Outcome.encoding($0) }
+    outcomes.append(.failure(ErrorEnvelope(chunk.error!, processName: processName)))
+    for input in inputs[(failedAt + 1)...] {
+        do {
+            outcomes.append(.encoding(try await call(input)))
+        } catch {
+            outcomes.append(.failure(ErrorEnvelope(error, processName: processName)))
         }
-        return encodeOutcomes(outcomes)
     }
-
-    private static func failure(_ error: any Error) -> (kind: UInt8, payload: [UInt8]) {
-        encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])
-    }
+    return encodeOutcomes(outcomes)
 }
 
 /// A chunk of ``ProcessTask`` values.

@@ -40,17 +40,25 @@ public protocol ProcessFunction: Sendable {
 extension ProcessFunction {
     @inlinable
     public static func _callChunk(_ inputs: [Input]) async -> _ChunkOutputs<Output> {
-        var outputs: [Output] = []
-        outputs.reserveCapacity(inputs.count)
-        for index in inputs.indices {
-            do {
-                outputs.append(try await call(inputs[index]))
-            } catch {
-                return _ChunkOutputs(outputs: outputs, failedIndex: index, error: error)
-            }
-        }
-        return _ChunkOutputs(outputs: outputs, failedIndex: nil, error: nil)
+        await _callEach(inputs, call)
     }
+}
+
+/// Calls `call` on each input until one throws.
+@inlinable
+public func _callEach<Input, Output>(
+    _ inputs: [Input], _ call: (Input) async throws -> Output
+) async -> _ChunkOutputs<Output> {
+    var outputs: [Output] = []
+    outputs.reserveCapacity(inputs.count)
+    for index in inputs.indices {
+        do {
+            outputs.append(try await call(inputs[index]))
+        } catch {
+            return _ChunkOutputs(outputs: outputs, failedIndex: index, error: error)
+        }
+    }
+    return _ChunkOutputs(outputs: outputs, failedIndex: nil, error: nil)
 }
 
 /// The results of ``ProcessFunction/_callChunk(_:)``: the outputs up to the

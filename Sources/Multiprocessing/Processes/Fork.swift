@@ -30,14 +30,9 @@ public enum ForkResult: Hashable, Sendable {
 /// The corresponding C function is `fork`.
 public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult {
     if !allowingOtherThreads {
-        let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
-        if others > 0 {
-            throw MultiprocessingError(
-                .unsafeFork,
-                "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s"), and a forked "
-                    + "child deadlocks if one of them held a runtime lock at the fork. Use a ChildProcess with "
-                    + "StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true to accept the risk")
-        }
+        try refuseForkWithOtherThreads(
+            alternatives: "Use a ChildProcess with StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true"
+        )
     }
     fflush(nil)
     let pid = fork()
@@ -61,4 +56,18 @@ public func waitForProcess(_ pid: Int32) throws -> TerminationStatus {
     var status: Int32 = 0
     try Platform.retrying("waitpid") { waitpid(pid, &status, 0) }
     return TerminationStatus(waitStatus: status)
+}
+
+/// Throws `.unsafeFork` when threads other than the caller (and the
+/// library's own watcher threads, which hold no locks) run.
+///
+/// - Parameter alternatives: What the caller can do instead, for the message.
+func refuseForkWithOtherThreads(alternatives: String) throws {
+    let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
+    guard others > 0 else { return }
+    throw MultiprocessingError(
+        .unsafeFork,
+        "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") (Swift concurrency, "
+            + "Dispatch or others), and a forked child deadlocks if one of them held a runtime lock at the fork. "
+            + alternatives + " to accept the risk")
 }

@@ -120,15 +120,8 @@ enum Launcher {
         method: StartMethod, identity: ProcessIdentity, body: @escaping () -> (Outcome, Int32)
     ) throws -> LaunchedChild {
         if !method.allowsOtherThreads {
-            let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
-            if others > 0 {
-                throw MultiprocessingError(
-                    .unsafeFork,
-                    "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") "
-                        + "(Swift concurrency, Dispatch or others), and a forked child deadlocks if one of them "
-                        + "held a runtime lock at the fork. Use StartMethod.forkserver or .spawn, or "
-                        + "StartMethod.fork(allowingOtherThreads: true) to accept the risk")
-            }
+            try refuseForkWithOtherThreads(
+                alternatives: "Use StartMethod.forkserver or .spawn, or StartMethod.fork(allowingOtherThreads: true)")
         }
         _ = try Lifeline.readEnd()
         _ = warmedForForkedChildren
