@@ -54,6 +54,19 @@ struct IncrementGlobal: ProcessTask {
     }
 }
 
+/// Increments a counter in shared memory, holding its lock.
+struct IncrementShared: ProcessTask {
+    var counter: SharedValue<Int>
+
+    func run() throws {
+        let now = try counter.withLock { value -> Int in
+            value += 1
+            return value
+        }
+        print("child \(getpid()): shared counter = \(now)")
+    }
+}
+
 /// Appends lines to a file shared by several processes.
 struct AppendLines: ProcessTask {
     var path: String

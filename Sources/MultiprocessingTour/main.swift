@@ -91,8 +91,16 @@ for child in incrementers { try child.start() }
 for child in incrementers { try child.join() }
 say("parent: counter = \(counter)")
 
-// 7. Several processes writing to one file.
-section("7. several processes writing to one file")
+// 7. The same counter, in shared memory: now the children's increments add up.
+section("7. the same counter in shared memory")
+let sharedCounter = try SharedValue(0)
+let sharers = try (0..<3).map { _ in try ChildProcess(IncrementShared(counter: sharedCounter)) }
+for child in sharers { try child.start() }
+for child in sharers { try child.join() }
+say("parent: shared counter = \(sharedCounter.value)")
+
+// 8. Several processes writing to one file.
+section("8. several processes writing to one file")
 let path = "/tmp/multiprocessing-tour-\(getpid()).txt"
 let writers = try (0..<4).map { try ChildProcess(AppendLines(path: path, writer: $0, lines: 3)) }
 for writer in writers { try writer.start() }

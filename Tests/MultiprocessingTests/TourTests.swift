@@ -27,7 +27,7 @@ extension ProcessSuites {
             let output = try runCapturingOutput(path)
             let lines = output.split(separator: "\n").map(String.init)
             let sections = lines.filter { $0.hasPrefix("== ") }
-            #expect(sections.count == 7)
+            #expect(sections.count == 8)
             // fork() flushed the buffered heading first: it is printed once, not by all 8 processes.
             #expect(sections.filter { $0.hasPrefix("== 1.") }.count == 1)
             func body(_ number: Int) -> [String] {
@@ -62,9 +62,13 @@ extension ProcessSuites {
             let six = body(6)
             #expect(six.filter { $0.hasSuffix("counter = 1") }.count == 3)
             #expect(six.last == "parent: counter = 0")
-            // 7: 4 writers x 3 lines, none lost.
+            // 7: in shared memory the children's increments add up: 1, 2, 3 in some order, and 3 in the parent.
             let seven = body(7)
-            #expect(seven.first?.hasSuffix("has 12 lines from 4 writers:") == true)
+            #expect(seven.filter { $0.contains("shared counter = ") && $0.hasPrefix("child") }.count == 3)
+            #expect(seven.last == "parent: shared counter = 3")
+            // 8: 4 writers x 3 lines, none lost.
+            let eight = body(8)
+            #expect(eight.first?.hasSuffix("has 12 lines from 4 writers:") == true)
         }
     }
 }

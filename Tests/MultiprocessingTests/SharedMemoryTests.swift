@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Testing
+@testable import Multiprocessing
+
+extension ProcessSuites {
+    @Suite("Shared memory and locks", .serialized, .timeLimit(.minutes(2)))
+    struct SharedMemoryTests {
+        @Test(
+            "a locked shared counter incremented by 4 children of every task start method",
+            arguments: [StartMethod.spawn, .forkserver])
+        func sharedCounter(method: StartMethod) throws {
+            let counter = try SharedValue(0)
+            let children = try (0..<4).map { _ in
+                try ChildProcess(IncrementShared(counter: counter, times: 500), startMethod: method)
+            }
+            for child in children { try child.start() }
+            for child in children {
+                try child.join()
+                #expect(child.exitCode == 0)
+            }
+            #expect(counter.value == 2000)
+        }
+
+        @Test("a lock holder killed with SIGKILL lets the next locker recover")
+        func lockSurvivesKilledHolder() throws {
+            let lock = try ProcessLock()
+            let (mine, theirs) = try Connection.pipe()
+            let holder = try ChildProcess(HoldLockAndDie(lock: lock, ready: theirs))
+            try holder.start()
+            theirs.close()
+            _ = try mine.receive(Int.self)
+            try holder.join()
+            #expect(holder.terminationStatus == .signaled(.kill))
+            #expect(try lock.lock() == .previousOwnerDied)
+            lock.unlock()
+            #expect(try lock.lock() == .acquired)
+            lock.unlock()
+        }
+
+        @Test("lock with a timeout gives up while another process holds the lock")
+        func lockTimeout() throws {
+            let lock = try ProcessLock()
+            try lock.lock()
+            let waiter = try ChildProcess(TryLockFor(lock: lock, milliseconds: 100))
+            try waiter.start()
+            try waiter.join()
+            #expect(try waiter.value == false)
+            lock.unlock()
+            let second = try ChildProcess(TryLockFor(lock: lock, milliseconds: 1000))
+            try second.start()
+            try second.join()
+            #expect(try second.value == true)
+        }
+
+        @Test("a shared array is written in place by a child; raw segments reach children")
+        func sharedArrayAndSegment() throws {
+            let array = try SharedArray<Double>([1, 2, 3, 4])
+            let child = try ChildProcess(DoubleArray(array: array))
+            try child.start()
+            try child.join()
+            #expect((0..<4).map { array[$0] } == [2, 4, 6, 8])
+
+            let memory = try SharedMemory(size: 4096)
+            memory.bytes.copyBytes(from: [9, 8, 7, 6])
+            let reader = try ChildProcess(ReadSharedBytes(memory: memory), startMethod: .forkserver)
+            try reader.start()
+            try reader.join()
+            #expect(try reader.value == [9, 8, 7, 6])
+        }
+
+        @Test("1000 shared-memory create-and-release cycles leave nothing in /dev/shm and no descriptor")
+        func noLeaks() throws {
+            let shmBefore = directoryEntries("/dev/shm")
+            let descriptorsBefore = openDescriptors()
+            for index in 0..<1000 {
+                let memory = try SharedMemory(size: 1 << 16)
+                memory.bytes[index % (1 << 16)] = 1
+                let value = try SharedValue(index)
+                #expect(value.value == index)
+            }
+            #expect(openDescriptors() == descriptorsBefore)
+            #expect(directoryEntries("/dev/shm") == shmBefore)
+        }
+
+        @Test("bad sizes are refused with a clear error")
+        func badSizes() {
+            let error = #expect(throws: MultiprocessingError.self) { _ = try SharedMemory(size: 0) }
+            #expect(error?.code == .invalidArgument)
+        }
+    }
+}
+
+func directoryEntries(_ path: String) -> [String] {
+    guard let directory = opendir(path) else { return [] }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        names.append(
+            withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+    }
+    return names.sorted()
+}

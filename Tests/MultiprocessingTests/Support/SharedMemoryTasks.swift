@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Multiprocessing
+
+struct IncrementShared: ProcessTask {
+    var counter: SharedValue<Int>
+    var times: Int
+    func run() throws {
+        for _ in 0..<times { try counter.withLock { $0 += 1 } }
+    }
+}
+
+/// Takes the lock, says so, and dies holding it.
+struct HoldLockAndDie: ProcessTask {
+    var lock: ProcessLock
+    var ready: Connection
+    func run() throws {
+        try lock.lock()
+        try ready.send(1)
+        raise(SIGKILL)
+    }
+}
+
+/// Tries the lock for `milliseconds`; returns whether it got it.
+struct TryLockFor: ProcessTask {
+    var lock: ProcessLock
+    var milliseconds: Int
+    func run() throws -> Bool {
+        guard try lock.lock(timeout: .milliseconds(milliseconds)) != nil else { return false }
+        lock.unlock()
+        return true
+    }
+}
+
+struct DoubleArray: ProcessTask {
+    var array: SharedArray<Double>
+    func run() {
+        for index in 0..<array.count { array[index] *= 2 }
+    }
+}
+
+struct ReadSharedBytes: ProcessTask {
+    var memory: SharedMemory
+    func run() -> [UInt8] { Array(memory.bytes.prefix(4)) }
+}
