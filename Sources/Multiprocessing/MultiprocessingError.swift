@@ -53,6 +53,10 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         /// A pool worker died (a signal, or an exit) while it ran the task;
         /// the message names the status and the task. Only that task fails.
         public static let workerDied = Code("workerDied")
+        /// A queue had nothing to get in the time allowed (Python's `queue.Empty`).
+        public static let empty = Code("empty")
+        /// A queue had no room in the time allowed (Python's `queue.Full`).
+        public static let full = Code("full")
         /// A pool's ``WorkerInitializer`` threw in a worker; the pool is broken.
         public static let initializerFailed = Code("initializerFailed")
     }

@@ -67,6 +67,17 @@ struct IncrementShared: ProcessTask {
     }
 }
 
+/// Puts its number into a queue shared with the parent.
+struct PutNumber: ProcessTask {
+    var queue: ProcessQueue<Int>
+    var number: Int
+
+    func run() throws {
+        try queue.put(number)
+        print("child \(getpid()) put \(number)")
+    }
+}
+
 /// Appends lines to a file shared by several processes.
 struct AppendLines: ProcessTask {
     var path: String

@@ -109,3 +109,12 @@ let lines = try readLines(path)
 unlink(path)
 say("\(path) has \(lines.count) lines from \(Set(lines.map { $0.prefix(8) }).count) writers:")
 for line in lines.sorted() { say("  \(line)") }
+
+// 9. A Queue between processes: two children put 1 and 2, the parent gets both.
+section("9. a queue between processes")
+let queue = try ProcessQueue<Int>()
+let producers = try [1, 2].map { try ChildProcess(PutNumber(queue: queue, number: $0)) }
+for producer in producers { try producer.start() }
+let received = [try queue.get(), try queue.get()]
+for producer in producers { try producer.join() }
+say("parent got \(received.sorted())")

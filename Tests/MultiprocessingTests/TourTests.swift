@@ -27,7 +27,7 @@ extension ProcessSuites {
             let output = try runCapturingOutput(path)
             let lines = output.split(separator: "\n").map(String.init)
             let sections = lines.filter { $0.hasPrefix("== ") }
-            #expect(sections.count == 8)
+            #expect(sections.count == 9)
             // fork() flushed the buffered heading first: it is printed once, not by all 8 processes.
             #expect(sections.filter { $0.hasPrefix("== 1.") }.count == 1)
             func body(_ number: Int) -> [String] {
@@ -69,6 +69,10 @@ extension ProcessSuites {
             // 8: 4 writers x 3 lines, none lost.
             let eight = body(8)
             #expect(eight.first?.hasSuffix("has 12 lines from 4 writers:") == true)
+            // 9: two children put 1 and 2 into a queue, the parent gets both.
+            let nine = body(9)
+            #expect(nine.filter { $0.hasPrefix("child ") && $0.contains(" put ") }.count == 2)
+            #expect(nine.last == "parent got [1, 2]")
         }
     }
 }

@@ -1,0 +1,237 @@
+// The process queue's shared ring. Every change happens under the queue's
+// robust mutex, and a record becomes visible (count, used) only after all its
+// bytes are written: a producer killed in the middle of a put leaves nothing
+// behind, and the next locker, told EOWNERDEAD, finds the ring consistent.
+#define _GNU_SOURCE
+#include "CMultiprocessing.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RECORD_TICKET (1ULL << 63)
+
+static unsigned char *ring_of(mp_queue *queue) { return (unsigned char *)(queue + 1); }
+
+static int lock(mp_queue *queue) {
+    int r = pthread_mutex_lock(&queue->mutex);
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(&queue->mutex);
+        r = 0;
+    }
+    return r;
+}
+
+static void deadline_after(int64_t timeout_ns, struct timespec *deadline) {
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += timeout_ns / 1000000000;
+    deadline->tv_nsec += timeout_ns % 1000000000;
+    if (deadline->tv_nsec >= 1000000000) {
+        deadline->tv_sec += 1;
+        deadline->tv_nsec -= 1000000000;
+    }
+}
+
+/// Waits on `cond`; 0, ETIMEDOUT, or an error. Recovers the mutex if its owner died.
+static int wait_on(mp_queue *queue, pthread_cond_t *cond, int64_t timeout_ns, const struct timespec *deadline) {
+    if (timeout_ns == 0) return ETIMEDOUT;
+    int r = timeout_ns < 0 ? pthread_cond_wait(cond, &queue->mutex)
+                           : pthread_cond_timedwait(cond, &queue->mutex, deadline);
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(&queue->mutex);
+        r = 0;
+    }
+    return r;
+}
+
+int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
+    memset(queue, 0, sizeof(*queue));
+    pthread_mutexattr_t mattr;
+    pthread_mutexattr_init(&mattr);
+    pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&mattr, PTHREAD_MUTEX_ROBUST);
+    int r = pthread_mutex_init(&queue->mutex, &mattr);
+    pthread_mutexattr_destroy(&mattr);
+    if (r) return r;
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setpshared(&cattr, PTHREAD_PROCESS_SHARED);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&queue->not_empty, &cattr);
+    pthread_cond_init(&queue->not_full, &cattr);
+    pthread_cond_init(&queue->all_done, &cattr);
+    pthread_condattr_destroy(&cattr);
+    queue->capacity = capacity;
+    queue->max_count = max_count;
+    return 0;
+}
+
+static void ring_copy_in(mp_queue *queue, uint64_t offset, const void *bytes, uint64_t length) {
+    uint64_t at = offset % queue->capacity;
+    uint64_t first = length < queue->capacity - at ? length : queue->capacity - at;
+    memcpy(ring_of(queue) + at, bytes, first);
+    if (length > first) memcpy(ring_of(queue), (const unsigned char *)bytes + first, length - first);
+}
+
+static void ring_copy_out(mp_queue *queue, uint64_t offset, void *bytes, uint64_t length) {
+    uint64_t at = offset % queue->capacity;
+    uint64_t first = length < queue->capacity - at ? length : queue->capacity - at;
+    memcpy(bytes, ring_of(queue) + at, first);
+    if (length > first) memcpy((unsigned char *)bytes + first, ring_of(queue), length - first);
+}
+
+int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, int fd, int64_t timeout_ns) {
+    uint64_t header = 8;
+    uint64_t payload = fd >= 0 ? 16 : length; /* a ticket carries its number and the value's size */
+    uint64_t needed = header + payload;
+    if (needed > queue->capacity) return EMSGSIZE;
+    struct timespec deadline;
+    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    int r = lock(queue);
+    if (r) return r;
+    while (!queue->closed && (queue->capacity - queue->used < needed ||
+                              (queue->max_count && queue->count >= queue->max_count))) {
+        r = wait_on(queue, &queue->not_full, timeout_ns, &deadline);
+        if (r) {
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
+        }
+    }
+    if (queue->closed) {
+        pthread_mutex_unlock(&queue->mutex);
+        return EPIPE;
+    }
+    uint64_t tail = queue->head + queue->used;
+    uint64_t word = payload | (fd >= 0 ? RECORD_TICKET : 0);
+    if (fd >= 0) {
+        uint64_t ticket[2] = {queue->next_ticket++, length};
+        /* The descriptor travels first, tagged with its ticket, so a consumer
+           can match it even if a producer died between the two steps. */
+        if (mp_send_with_fds(sock, ticket, sizeof(uint64_t), &fd, 1) < 0) {
+            r = errno;
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
+        }
+        ring_copy_in(queue, tail, &word, 8);
+        ring_copy_in(queue, tail + 8, ticket, 16);
+    } else {
+        ring_copy_in(queue, tail, &word, 8);
+        ring_copy_in(queue, tail + 8, bytes, length);
+    }
+    /* Commit: only now does the record exist. */
+    queue->used += needed;
+    queue->count += 1;
+    queue->unfinished += 1;
+    pthread_cond_signal(&queue->not_empty);
+    pthread_mutex_unlock(&queue->mutex);
+    return 0;
+}
+
+int mp_queue_get(mp_queue *queue, void **bytes, uint64_t *length, int sock, int *fd, int64_t timeout_ns) {
+    *bytes = NULL;
+    *length = 0;
+    *fd = -1;
+    struct timespec deadline;
+    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    int r = lock(queue);
+    if (r) return r;
+    while (queue->count == 0) {
+        if (queue->closed) {
+            pthread_mutex_unlock(&queue->mutex);
+            return EPIPE;
+        }
+        r = wait_on(queue, &queue->not_empty, timeout_ns, &deadline);
+        if (r) {
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
+        }
+    }
+    uint64_t word;
+    ring_copy_out(queue, queue->head, &word, 8);
+    uint64_t payload = word & ~RECORD_TICKET;
+    if (word & RECORD_TICKET) {
+        uint64_t ticket[2];
+        ring_copy_out(queue, queue->head + 8, ticket, 16);
+        /* Receive descriptors until this ticket's; older ones belong to puts
+           whose producer died before committing, and are dropped. */
+        for (;;) {
+            uint64_t got = 0;
+            int fds[1];
+            int nfds = 0;
+            ssize_t n = mp_recv_with_fds(sock, &got, sizeof(got), fds, 1, &nfds);
+            if (n <= 0) {
+                r = n < 0 ? errno : EPIPE;
+                pthread_mutex_unlock(&queue->mutex);
+                return r;
+            }
+            if (nfds == 1 && got == ticket[0]) {
+                *fd = fds[0];
+                break;
+            }
+            if (nfds == 1) close(fds[0]);
+        }
+        *length = ticket[1];
+    } else {
+        void *copy = malloc(payload ? payload : 1);
+        if (!copy) {
+            pthread_mutex_unlock(&queue->mutex);
+            return ENOMEM;
+        }
+        ring_copy_out(queue, queue->head + 8, copy, payload);
+        *bytes = copy;
+        *length = payload;
+    }
+    queue->head = (queue->head + 8 + payload) % queue->capacity;
+    queue->used -= 8 + payload;
+    queue->count -= 1;
+    pthread_cond_broadcast(&queue->not_full);
+    pthread_mutex_unlock(&queue->mutex);
+    return 0;
+}
+
+int mp_queue_task_done(mp_queue *queue) {
+    int r = lock(queue);
+    if (r) return r;
+    if (queue->unfinished == 0) {
+        pthread_mutex_unlock(&queue->mutex);
+        return EINVAL;
+    }
+    queue->unfinished -= 1;
+    if (queue->unfinished == 0) pthread_cond_broadcast(&queue->all_done);
+    pthread_mutex_unlock(&queue->mutex);
+    return 0;
+}
+
+int mp_queue_join(mp_queue *queue, int64_t timeout_ns) {
+    struct timespec deadline;
+    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    int r = lock(queue);
+    if (r) return r;
+    while (queue->unfinished > 0) {
+        r = wait_on(queue, &queue->all_done, timeout_ns, &deadline);
+        if (r) {
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
+        }
+    }
+    pthread_mutex_unlock(&queue->mutex);
+    return 0;
+}
+
+void mp_queue_close(mp_queue *queue) {
+    if (lock(queue)) return;
+    queue->closed = 1;
+    pthread_cond_broadcast(&queue->not_empty);
+    pthread_cond_broadcast(&queue->not_full);
+    pthread_mutex_unlock(&queue->mutex);
+}
+
+uint64_t mp_queue_count(mp_queue *queue) {
+    if (lock(queue)) return 0;
+    uint64_t count = queue->count;
+    pthread_mutex_unlock(&queue->mutex);
+    return count;
+}

@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import CMultiprocessing
+
+/// A first-in, first-out queue of values between processes (Python's
+/// `multiprocessing.Queue` and `JoinableQueue`).
+///
+/// Any number of processes put and get. Values are encoded at ``put(_:timeout:)``
+/// (so an encoding error is thrown there, not lost in a background thread) and
+/// copied into a ring in shared memory; a value larger than a quarter of the
+/// ring travels in a shared memory segment of its own instead, so values of
+/// any size pass without going through a pipe.
+///
+/// A put becomes visible only once it is complete: a producer killed in the
+/// middle of a put leaves the queue as it was, and no value whose put
+/// returned is lost. The lock inside is robust: a process killed while
+/// holding it does not wedge the others.
+///
+/// ```swift
+/// let queue = try ProcessQueue<Int>()
+/// let producers = try [1, 2].map { try ChildProcess(Put(queue: queue, value: $0)) }
+/// for producer in producers { try producer.start() }
+/// print(try queue.get(), try queue.get())   // 1 2, in some order
+/// ```
+public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable {
+    private let memory: SharedMemory
+    /// Sockets that carry the descriptors of large values: producers send on
+    /// the first, consumers receive on the second.
+    private let tickets: Connection
+    private let sockets: (send: Int32, receive: Int32)
+
+    private var header: UnsafeMutablePointer<mp_queue> {
+        memory.baseAddress.assumingMemoryBound(to: mp_queue.self)
+    }
+
+    /// The largest value kept in the ring itself.
+    private var inlineLimit: Int { Int(header.pointee.capacity) / 4 }
+
+    /// Creates a queue.
+    ///
+    /// - Parameters:
+    ///   - maxCount: At most this many values wait in the queue; a put blocks
+    ///     (or throws `.full`) beyond. `nil`: no limit but the ring's size.
+    ///   - bufferSize: The ring's size in bytes.
+    public init(maxCount: Int? = nil, bufferSize: Int = 1 << 20) throws {
+        guard maxCount.map({ $0 >= 1 }) ?? true, bufferSize >= 4096 else {
+            throw MultiprocessingError(
+                .invalidArgument,
+                "a queue needs maxCount >= 1 and bufferSize >= 4096 (got \(String(describing: maxCount)), \(bufferSize))"
+            )
+        }
+        memory = try SharedMemory(size: MemoryLayout<mp_queue>.stride + bufferSize)
+        let header = memory.baseAddress.bindMemory(to: mp_queue.self, capacity: 1)
+        let result = mp_queue_init(header, UInt64(bufferSize), UInt64(maxCount ?? 0))
+        if result != 0 { throw Platform.error("pthread_mutex_init", result) }
+        let pair = try Platform.makeMessageSocketPair()
+        sockets = (pair[0], pair[1])
+        tickets = Connection(readFD: pair[1], writeFD: pair[0])
+    }
+
+    public init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        memory = try container.decode(SharedMemory.self)
+        tickets = try container.decode(Connection.self)
+        sockets = (tickets.writeFD, tickets.readFD)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(memory)
+        try container.encode(tickets)
+    }
+
+    /// Puts a value at the end of the queue.
+    ///
+    /// - Parameters:
+    ///   - element: The value; it is encoded now.
+    ///   - timeout: How long to wait for room: `nil` waits as long as it
+    ///     takes, `.zero` does not wait (Python's `block=False`).
+    /// - Throws: `.encodingFailed`; `.full` when there was no room in time;
+    ///   `.closed` after ``close()``.
+    @available(*, noasync, message: "Use the async put in async code")
+    public func put(_ element: Element, timeout: Duration? = nil) throws {
+        let bytes = try WireEncoder().encode(element)
+        try put(bytes: bytes, timeout: timeout)
+    }
+
+    /// Puts a value at the end of the queue, waiting for room without blocking a cooperative thread.
+    public func put(_ element: Element) async throws {
+        let bytes = try WireEncoder().encode(element)
+        try await BlockingThreads.run { try self.put(bytes: bytes, timeout: nil) }
+    }
+
+    private func put(bytes: [UInt8], timeout: Duration?) throws {
+        let nanoseconds = Self.nanoseconds(timeout)
+        let result: Int32
+        if bytes.count > inlineLimit {
+            let segment = try SharedMemory(size: max(1, bytes.count))
+            bytes.withUnsafeBytes { segment.bytes.copyMemory(from: $0) }
+            result = mp_queue_put(header, nil, UInt64(bytes.count), sockets.send, segment.fd, nanoseconds)
+        } else {
+            result = bytes.withUnsafeBytes {
+                mp_queue_put(header, $0.baseAddress, UInt64($0.count), sockets.send, -1, nanoseconds)
+            }
+        }
+        switch result {
+        case 0: return
+        case ETIMEDOUT: throw MultiprocessingError(.full, "the queue stayed full for \(timeout ?? .zero)")
+        case EPIPE: throw MultiprocessingError(.closed, "the queue is closed")
+        default: throw Platform.error("a queue put", result)
+        }
+    }
+
+    /// Takes the value at the front of the queue.
+    ///
+    /// - Parameter timeout: How long to wait for a value: `nil` waits as long
+    ///   as it takes, `.zero` does not wait.
+    /// - Throws: `.empty` when no value came in time; `.endOfStream` when the
+    ///   queue is closed and empty; `.decodingFailed` when the value is not an `Element`.
+    @available(*, noasync, message: "Use the async get in async code")
+    public func get(timeout: Duration? = nil) throws -> Element {
+        try WireDecoder().decode(Element.self, from: getBytes(timeout: timeout))
+    }
+
+    /// Takes the value at the front of the queue, waiting without blocking a cooperative thread.
+    public func get() async throws -> Element {
+        let bytes = try await BlockingThreads.run { try self.getBytes(timeout: nil) }
+        return try WireDecoder().decode(Element.self, from: bytes)
+    }
+
+    private func getBytes(timeout: Duration?) throws -> [UInt8] {
+        var bytes: UnsafeMutableRawPointer?
+        var length: UInt64 = 0
+        var fd: Int32 = -1
+        let result = mp_queue_get(header, &bytes, &length, sockets.receive, &fd, Self.nanoseconds(timeout))
+        switch result {
+        case 0: break
+        case ETIMEDOUT: throw MultiprocessingError(.empty, "the queue stayed empty for \(timeout ?? .zero)")
+        case EPIPE: throw MultiprocessingError(.endOfStream, "the queue is closed and empty")
+        default: throw Platform.error("a queue get", result)
+        }
+        if fd >= 0 {
+            let segment = try SharedMemory(adopting: fd, size: max(1, Int(length)))
+            return Array(UnsafeRawBufferPointer(rebasing: segment.bytes[..<Int(length)]))
+        }
+        defer { free(bytes) }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: Int(length)))
+    }
+
+    /// The number of values waiting (Python's `qsize()`).
+    public var count: Int { Int(mp_queue_count(header)) }
+
+    /// Whether no value is waiting.
+    public var isEmpty: Bool { count == 0 }
+
+    /// Whether a put would have to wait for room for one more value.
+    public var isFull: Bool {
+        let maxCount = Int(header.pointee.max_count)
+        return maxCount > 0 && count >= maxCount
+    }
+
+    /// Closes the queue: later puts throw `.closed`; gets take what is left,
+    /// then throw `.endOfStream`. Every process sharing the queue sees it.
+    public func close() {
+        mp_queue_close(header)
+    }
+
+    /// Marks one value taken with get as processed (Python's `task_done()`).
+    ///
+    /// - Throws: `.invalidArgument` when called more times than values were put.
+    public func taskDone() throws {
+        let result = mp_queue_task_done(header)
+        if result == EINVAL {
+            throw MultiprocessingError(.invalidArgument, "taskDone() called more times than values were put")
+        }
+        if result != 0 { throw Platform.error("taskDone", result) }
+    }
+
+    /// Waits until every value put has been marked done with ``taskDone()`` (Python's `join()`).
+    ///
+    /// - Returns: `false` when `timeout` passed first.
+    @available(*, noasync, message: "Use the async join in async code")
+    @discardableResult
+    public func join(timeout: Duration? = nil) throws -> Bool {
+        try waitUntilDone(timeout: timeout)
+    }
+
+    /// Waits until every value put has been marked done, without blocking a cooperative thread.
+    ///
+    /// - Returns: `false` when `timeout` passed first.
+    @discardableResult
+    public func join(timeout: Duration?) async throws -> Bool {
+        try await BlockingThreads.run { try self.waitUntilDone(timeout: timeout) }
+    }
+
+    /// Waits until every value put has been marked done, without blocking a cooperative thread.
+    public func join() async throws {
+        try await join(timeout: nil)
+    }
+
+    private func waitUntilDone(timeout: Duration?) throws -> Bool {
+        let result = mp_queue_join(header, Self.nanoseconds(timeout))
+        if result == ETIMEDOUT { return false }
+        if result != 0 { throw Platform.error("a queue join", result) }
+        return true
+    }
+
+    private static func nanoseconds(_ timeout: Duration?) -> Int64 {
+        guard let timeout else { return -1 }
+        if timeout <= .zero { return 0 }
+        let (seconds, attoseconds) = timeout.components
+        return seconds >= Int64.max / 1_000_000_000 - 1 ? -1 : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Testing
+@testable import Multiprocessing
+
+extension ProcessSuites {
+    @Suite("Process queues", .serialized, .timeLimit(.minutes(2)))
+    struct QueueTests {
+        @Test("two children put 1 and 2, the parent gets both", arguments: [StartMethod.spawn, .forkserver])
+        func twoProducers(method: StartMethod) throws {
+            let queue = try ProcessQueue<Int>()
+            let producers = try [1, 2].map { try ChildProcess(PutValue(queue: queue, value: $0), startMethod: method) }
+            for producer in producers { try producer.start() }
+            let values = [try queue.get(timeout: .seconds(10)), try queue.get(timeout: .seconds(10))]
+            #expect(values.sorted() == [1, 2])
+            for producer in producers { try producer.join() }
+            #expect(queue.isEmpty)
+        }
+
+        @Test("a full queue blocks and times out with .full; an empty one with .empty")
+        func fullAndEmpty() throws {
+            let queue = try ProcessQueue<Int>(maxCount: 2)
+            try queue.put(1)
+            try queue.put(2)
+            #expect(queue.isFull)
+            #expect(queue.count == 2)
+            let start = ContinuousClock.now
+            let full = #expect(throws: MultiprocessingError.self) { try queue.put(3, timeout: .milliseconds(100)) }
+            #expect(full?.code == .full)
+            #expect(ContinuousClock.now - start >= .milliseconds(90))
+            #expect(try queue.get() == 1)
+            try queue.put(3, timeout: .zero)
+            #expect(try queue.get() == 2)
+            #expect(try queue.get() == 3)
+            let empty = #expect(throws: MultiprocessingError.self) { _ = try queue.get(timeout: .zero) }
+            #expect(empty?.code == .empty)
+            let waited = #expect(throws: MultiprocessingError.self) { _ = try queue.get(timeout: .milliseconds(50)) }
+            #expect(waited?.code == .empty)
+        }
+
+        @Test("a 100 MiB value passes through the queue from a child")
+        func largeValue() async throws {
+            let queue = try ProcessQueue<[UInt8]>()
+            let size = 100 << 20
+            let producer = try ChildProcess(PutBigValue(queue: queue, size: size))
+            try producer.start()
+            let value = try await queue.get()
+            #expect(value.count == size)
+            #expect(value[0] == 7 && value[12345] == 1 && value[size - 1] == 2)
+            try await producer.join()
+        }
+
+        @Test("a producer killed mid-stream leaves every value whose put returned, then the end")
+        func producerKilledMidStream() throws {
+            let queue = try ProcessQueue<[Int]>(bufferSize: 1 << 22)
+            let (progress, theirs) = try Connection.pipe(duplex: false)
+            let producer = try ChildProcess(PutForever(queue: queue, progress: theirs))
+            try producer.start()
+            theirs.close()
+            var returned = -1
+            while returned < 2000 { returned = try progress.receive(Int.self) }
+            try producer.kill()
+            try producer.join()
+            while let index = try? progress.receive(Int.self) { returned = index }
+            queue.close()
+            var expected = 0
+            while true {
+                let value: [Int]
+                do {
+                    value = try queue.get(timeout: .seconds(5))
+                } catch let error as MultiprocessingError where error.code == .endOfStream {
+                    break
+                }
+                #expect(value == Array(repeating: expected, count: 100 + expected % 50))
+                expected += 1
+            }
+            // Every put that returned is there (and at most the one in flight besides).
+            #expect(expected >= returned + 1)
+            #expect(expected <= returned + 2)
+            #expect(throws: MultiprocessingError.self) { try queue.put([1]) }
+        }
+
+        @Test("taskDone and join; an encoding error surfaces at put")
+        func joinableAndEncodingErrors() async throws {
+            let queue = try ProcessQueue<Int>()
+            for value in 0..<3 { try await queue.put(value) }
+            #expect(try await queue.join(timeout: .milliseconds(50)) == false)
+            for _ in 0..<3 {
+                _ = try await queue.get()
+                try queue.taskDone()
+            }
+            #expect(try await queue.join(timeout: .seconds(1)))
+            let tooMany = #expect(throws: MultiprocessingError.self) { try queue.taskDone() }
+            #expect(tooMany?.code == .invalidArgument)
+
+            let strict = try ProcessQueue<Unencodable>()
+            let error = await #expect(throws: MultiprocessingError.self) { try await strict.put(Unencodable(value: 1)) }
+            #expect(error?.code == .encodingFailed)
+            #expect(strict.isEmpty)
+        }
+    }
+}
