@@ -68,7 +68,8 @@ public final class SharedMemory: @unchecked Sendable {
     }
 
     private static func map(fd: Int32, size: Int) throws -> UnsafeMutableRawPointer {
-        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        // Populated at once: one bulk operation instead of a page fault per 4 KiB on first touch.
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let address, address != MAP_FAILED else { throw Platform.error("mmap") }
         return address
     }
