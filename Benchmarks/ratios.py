@@ -19,6 +19,7 @@ C_REFERENCE = {
     "W5.pipe.single": "C.pipe.bw",
     "W5.pipe.chunks1M": "C.pipe.bw",
     "W3.pool.apply": "C.pipe.pingpong8",
+    "W5.shm.steady": "C.shm.bw",
 }
 
 
