@@ -88,6 +88,14 @@ enum Platform {
         }
     }
 
+    /// A timeout for the C waits: -1 waits forever (`nil`), 0 does not wait.
+    static func timeoutNanoseconds(_ timeout: Duration?) -> Int64 {
+        guard let timeout else { return -1 }
+        if timeout <= .zero { return 0 }
+        let (seconds, attoseconds) = timeout.components
+        return seconds >= Int64.max / 1_000_000_000 - 1 ? -1 : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
     static func ignoreBrokenPipeSignal() {
         _ = brokenPipeIgnored
     }

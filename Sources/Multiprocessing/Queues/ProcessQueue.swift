@@ -95,7 +95,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     }
 
     private func put(bytes: [UInt8], timeout: Duration?) throws {
-        let nanoseconds = Self.nanoseconds(timeout)
+        let nanoseconds = Platform.timeoutNanoseconds(timeout)
         let result: Int32
         if bytes.count > inlineLimit {
             let segment = try SharedMemory(size: max(1, bytes.count))
@@ -135,7 +135,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
         var bytes: UnsafeMutableRawPointer?
         var length: UInt64 = 0
         var fd: Int32 = -1
-        let result = mp_queue_get(header, &bytes, &length, sockets.receive, &fd, Self.nanoseconds(timeout))
+        let result = mp_queue_get(header, &bytes, &length, sockets.receive, &fd, Platform.timeoutNanoseconds(timeout))
         switch result {
         case 0: break
         case ETIMEDOUT: throw MultiprocessingError(.empty, "the queue stayed empty for \(timeout ?? .zero)")
@@ -202,16 +202,10 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     }
 
     private func waitUntilDone(timeout: Duration?) throws -> Bool {
-        let result = mp_queue_join(header, Self.nanoseconds(timeout))
+        let result = mp_queue_join(header, Platform.timeoutNanoseconds(timeout))
         if result == ETIMEDOUT { return false }
         if result != 0 { throw Platform.error("a queue join", result) }
         return true
     }
 
-    private static func nanoseconds(_ timeout: Duration?) -> Int64 {
-        guard let timeout else { return -1 }
-        if timeout <= .zero { return 0 }
-        let (seconds, attoseconds) = timeout.components
-        return seconds >= Int64.max / 1_000_000_000 - 1 ? -1 : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }
