@@ -20,7 +20,49 @@ struct QueueProducer: ProcessTask {
     }
 }
 
+/// Waits for "go", then puts `count` ints into a simple queue.
+struct SimpleQueueProducer: ProcessTask {
+    var queue: SimpleProcessQueue<Int>
+    var control: Connection
+    var count: Int
+
+    func run() throws {
+        try control.sendBytes([1])
+        while true {
+            guard let go = try? control.receiveBytes(), !go.isEmpty else { return }
+            for value in 0..<count { try queue.put(value) }
+        }
+    }
+}
+
 func queueWorkloads(_ report: inout Report) throws {
+    if selected("W4.simplequeue.child_to_parent") {
+        let messages = 200_000
+        let queue = try SimpleProcessQueue<Int>()
+        let (mine, theirs) = try Connection.pipe()
+        let child = try ChildProcess(SimpleQueueProducer(queue: queue, control: theirs, count: messages))
+        try child.start()
+        theirs.close()
+        _ = try mine.receiveBytes()
+        var samples: [Double] = []
+        for _ in 0..<reps(5) {
+            let start = now()
+            try mine.sendBytes([1])
+            for expected in 0..<messages {
+                let value = try queue.get()
+                precondition(value == expected)
+            }
+            samples.append(Double(messages) / (now() - start).seconds)
+        }
+        try mine.sendBytes([])
+        mine.close()
+        try child.join()
+        report.add(
+            Measurement(
+                name: "W4.simplequeue.child_to_parent", unit: "msgs/s", better: "higher", samples: samples,
+                note: "a child puts \(messages) Ints into a SimpleProcessQueue, the parent gets them; start-up excluded"
+            ))
+    }
     guard selected("W4.queue.child_to_parent") else { return }
     let messages = 200_000
     let queue = try ProcessQueue<Int>()

@@ -59,5 +59,51 @@ extension ProcessSuites {
             #expect(semaphore.value == 1)
             #expect(throws: MultiprocessingError.self) { _ = try ProcessSemaphore(value: 3, maximum: 2) }
         }
+
+        @Test("a recursive lock is taken again by its holder and released as many times")
+        func recursiveLock() throws {
+            let lock = try ProcessLock(recursive: true)
+            try lock.lock()
+            try lock.lock()
+            let other = try ChildProcess(TryLockFor(lock: lock, milliseconds: 50))
+            try other.start()
+            try other.join()
+            #expect(try other.value == false)
+            lock.unlock()
+            lock.unlock()
+            let again = try ChildProcess(TryLockFor(lock: lock, milliseconds: 1000))
+            try again.start()
+            try again.join()
+            #expect(try again.value == true)
+        }
+
+        @Test("a condition wakes a waiter in another process")
+        func conditionAcrossProcesses() throws {
+            let condition = try ProcessCondition()
+            let flag = try SharedValue(0, locked: false)
+            let started = try ProcessSemaphore(value: 0)
+            let waiter = try ChildProcess(WaitOnCondition(condition: condition, flag: flag, started: started))
+            try waiter.start()
+            #expect(try started.acquire(timeout: .seconds(20)))
+            try condition.withLock { _ in
+                flag.value = 42
+                condition.notifyAll()
+            }
+            try waiter.join()
+            #expect(try waiter.value == 42)
+        }
+
+        @Test("the simple queue carries values between processes and ends when closed")
+        func simpleQueue() throws {
+            let queue = try SimpleProcessQueue<String>()
+            let child = try ChildProcess(PutIntoSimpleQueue(queue: queue, text: "hello"))
+            try child.start()
+            #expect(try queue.get() == "hello")
+            try child.join()
+            #expect(queue.isEmpty)
+            queue.close()
+            let end = #expect(throws: MultiprocessingError.self) { _ = try queue.get() }
+            #expect(end?.code == .endOfStream)
+        }
     }
 }

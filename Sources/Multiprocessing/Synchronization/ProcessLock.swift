@@ -35,16 +35,24 @@ public final class ProcessLock: Sendable, Codable {
 
     /// Creates an unlocked lock.
     ///
+    /// - Parameter recursive: Whether the thread that holds the lock may take
+    ///   it again (Python's `RLock`); it must then release it as many times.
     /// - Throws: `.systemCall` when the memory or the mutex cannot be set up.
-    public init() throws {
+    public init(recursive: Bool = false) throws {
         memory = try SharedMemory(size: MemoryLayout<pthread_mutex_t>.stride)
-        let mutex = memory.baseAddress.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        try Self.initialize(
+            memory.baseAddress.bindMemory(to: pthread_mutex_t.self, capacity: 1), recursive: recursive)
+    }
+
+    /// Sets up a robust, process-shared mutex in shared memory.
+    static func initialize(_ mutex: UnsafeMutablePointer<pthread_mutex_t>, recursive: Bool) throws {
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
         defer { pthread_mutexattr_destroy(&attributes) }
         pthread_mutexattr_setpshared(&attributes, Int32(PTHREAD_PROCESS_SHARED))
         #if canImport(Glibc)
             pthread_mutexattr_setrobust(&attributes, Int32(PTHREAD_MUTEX_ROBUST))
+            if recursive { pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE)) }
         #endif
         let result = pthread_mutex_init(mutex, &attributes)
         if result != 0 { throw Platform.error("pthread_mutex_init", result) }

@@ -18,3 +18,25 @@ struct WaitForEvent: ProcessTask {
         return try event.wait(timeout: .seconds(20))
     }
 }
+
+/// Waits on the condition until the flag is set; returns the flag.
+struct WaitOnCondition: ProcessTask {
+    var condition: ProcessCondition
+    var flag: SharedValue<Int>
+    var started: ProcessSemaphore
+    func run() throws -> Int {
+        try condition.withLock { _ in
+            try started.release()
+            while flag.value == 0 {
+                guard try condition.wait(timeout: .seconds(20)) else { return -1 }
+            }
+            return flag.value
+        }
+    }
+}
+
+struct PutIntoSimpleQueue: ProcessTask {
+    var queue: SimpleProcessQueue<String>
+    var text: String
+    func run() throws { try queue.put(text) }
+}
