@@ -105,5 +105,11 @@ extension ProcessSuites {
             let end = #expect(throws: MultiprocessingError.self) { _ = try queue.get() }
             #expect(end?.code == .endOfStream)
         }
+
+        @Test("queues, shared values and locks work across fork, inherited rather than passed")
+        func primitivesAcrossFork() async throws {
+            let answer = try await ChildProcess.run(UseInheritedPrimitives(), startMethod: .spawn)
+            #expect(answer == [0, 1, 2, 3])
+        }
     }
 }

@@ -40,3 +40,26 @@ struct PutIntoSimpleQueue: ProcessTask {
     var text: String
     func run() throws { try queue.put(text) }
 }
+
+/// In a spawned (single-threaded) child: forked children use a queue, a
+/// shared counter and a lock they inherited, not received in a task value.
+struct UseInheritedPrimitives: ProcessTask {
+    func run() throws -> [Int] {
+        let queue = try ProcessQueue<Int>()
+        let counter = try SharedValue(0)
+        let children = try (0..<3).map { index in
+            try ChildProcess(startMethod: .fork) { try countAndPut(counter, queue, index) }
+        }
+        for child in children { try child.start() }
+        var got: [Int] = []
+        for _ in 0..<3 { got.append(try queue.get(timeout: .seconds(20))) }
+        for child in children { try child.join() }
+        return got.sorted() + [counter.value]
+    }
+}
+
+/// What each forked child of ``UseInheritedPrimitives`` does (blocking calls, outside async code).
+func countAndPut(_ counter: SharedValue<Int>, _ queue: ProcessQueue<Int>, _ index: Int) throws {
+    try counter.withLock { $0 += 1 }
+    try queue.put(index)
+}
