@@ -4,6 +4,7 @@
 // behind, and the next locker, told EOWNERDEAD, finds the ring consistent.
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
+#include "robust.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,35 +17,10 @@
 
 static unsigned char *ring_of(mp_queue *queue) { return (unsigned char *)(queue + 1); }
 
-static int lock(mp_queue *queue) {
-    int r = pthread_mutex_lock(&queue->mutex);
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&queue->mutex);
-        r = 0;
-    }
-    return r;
-}
+static int lock(mp_queue *queue) { return mp_robust_lock(&queue->mutex); }
 
-static void deadline_after(int64_t timeout_ns, struct timespec *deadline) {
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    deadline->tv_sec += timeout_ns / 1000000000;
-    deadline->tv_nsec += timeout_ns % 1000000000;
-    if (deadline->tv_nsec >= 1000000000) {
-        deadline->tv_sec += 1;
-        deadline->tv_nsec -= 1000000000;
-    }
-}
-
-/// Waits on `cond`; 0, ETIMEDOUT, or an error. Recovers the mutex if its owner died.
 static int wait_on(mp_queue *queue, pthread_cond_t *cond, int64_t timeout_ns, const struct timespec *deadline) {
-    if (timeout_ns == 0) return ETIMEDOUT;
-    int r = timeout_ns < 0 ? pthread_cond_wait(cond, &queue->mutex)
-                           : pthread_cond_timedwait(cond, &queue->mutex, deadline);
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&queue->mutex);
-        r = 0;
-    }
-    return r;
+    return mp_robust_wait(cond, &queue->mutex, timeout_ns, deadline);
 }
 
 int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
@@ -89,7 +65,7 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
     uint64_t needed = header + payload;
     if (needed > queue->capacity) return EMSGSIZE;
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock(queue);
     if (r) return r;
     while (!queue->closed && (queue->capacity - queue->used < needed ||
@@ -135,7 +111,7 @@ int mp_queue_get(mp_queue *queue, void **bytes, uint64_t *length, int sock, int 
     *length = 0;
     *fd = -1;
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock(queue);
     if (r) return r;
     while (queue->count == 0) {
@@ -207,7 +183,7 @@ int mp_queue_task_done(mp_queue *queue) {
 
 int mp_queue_join(mp_queue *queue, int64_t timeout_ns) {
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_after(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock(queue);
     if (r) return r;
     while (queue->unfinished > 0) {

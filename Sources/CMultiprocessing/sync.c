@@ -3,39 +3,16 @@
 // consistent and goes on: the counter is only changed by whole operations.
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
+#include "robust.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 
-static int lock_sync(mp_sync *sync) {
-    int r = pthread_mutex_lock(&sync->mutex);
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&sync->mutex);
-        r = 0;
-    }
-    return r;
-}
-
-static void deadline_in(int64_t timeout_ns, struct timespec *deadline) {
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    deadline->tv_sec += timeout_ns / 1000000000;
-    deadline->tv_nsec += timeout_ns % 1000000000;
-    if (deadline->tv_nsec >= 1000000000) {
-        deadline->tv_sec += 1;
-        deadline->tv_nsec -= 1000000000;
-    }
-}
+static int lock_sync(mp_sync *sync) { return mp_robust_lock(&sync->mutex); }
 
 static int wait_changed(mp_sync *sync, int64_t timeout_ns, const struct timespec *deadline) {
-    if (timeout_ns == 0) return ETIMEDOUT;
-    int r = timeout_ns < 0 ? pthread_cond_wait(&sync->changed, &sync->mutex)
-                           : pthread_cond_timedwait(&sync->changed, &sync->mutex, deadline);
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&sync->mutex);
-        r = 0;
-    }
-    return r;
+    return mp_robust_wait(&sync->changed, &sync->mutex, timeout_ns, deadline);
 }
 
 int mp_sync_init(mp_sync *sync, int64_t value, int64_t limit) {
@@ -67,7 +44,7 @@ int64_t mp_sync_value(mp_sync *sync) {
 
 int mp_semaphore_acquire(mp_sync *sync, int64_t timeout_ns) {
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_in(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock_sync(sync);
     if (r) return r;
     while (sync->value <= 0) {
@@ -104,7 +81,7 @@ void mp_event_set(mp_sync *sync, int flag) {
 
 int mp_event_wait(mp_sync *sync, int64_t timeout_ns) {
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_in(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock_sync(sync);
     if (r) return r;
     while (!sync->value) {
@@ -120,7 +97,7 @@ int mp_event_wait(mp_sync *sync, int64_t timeout_ns) {
 
 int mp_barrier_wait(mp_sync *sync, int64_t timeout_ns, int64_t *index) {
     struct timespec deadline;
-    if (timeout_ns > 0) deadline_in(timeout_ns, &deadline);
+    if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock_sync(sync);
     if (r) return r;
     if (sync->broken) {

@@ -36,38 +36,38 @@ struct SimpleQueueProducer: ProcessTask {
 }
 
 func queueWorkloads(_ report: inout Report) throws {
+    let messages = 200_000
     if selected("W4.simplequeue.child_to_parent") {
-        let messages = 200_000
         let queue = try SimpleProcessQueue<Int>()
-        let (mine, theirs) = try Connection.pipe()
-        let child = try ChildProcess(SimpleQueueProducer(queue: queue, control: theirs, count: messages))
-        try child.start()
-        theirs.close()
-        _ = try mine.receiveBytes()
-        var samples: [Double] = []
-        for _ in 0..<reps(5) {
-            let start = now()
-            try mine.sendBytes([1])
-            for expected in 0..<messages {
-                let value = try queue.get()
-                precondition(value == expected)
-            }
-            samples.append(Double(messages) / (now() - start).seconds)
+        let samples = try timeQueue(messages: messages, get: { try queue.get() }) { control in
+            SimpleQueueProducer(queue: queue, control: control, count: messages)
         }
-        try mine.sendBytes([])
-        mine.close()
-        try child.join()
         report.add(
             Measurement(
                 name: "W4.simplequeue.child_to_parent", unit: "msgs/s", better: "higher", samples: samples,
                 note: "a child puts \(messages) Ints into a SimpleProcessQueue, the parent gets them; start-up excluded"
             ))
     }
-    guard selected("W4.queue.child_to_parent") else { return }
-    let messages = 200_000
-    let queue = try ProcessQueue<Int>()
+    if selected("W4.queue.child_to_parent") {
+        let queue = try ProcessQueue<Int>()
+        let samples = try timeQueue(messages: messages, get: { try queue.get() }) { control in
+            QueueProducer(queue: queue, control: control, count: messages)
+        }
+        report.add(
+            Measurement(
+                name: "W4.queue.child_to_parent", unit: "msgs/s", better: "higher", samples: samples,
+                note:
+                    "a child puts \(messages) Ints into a ProcessQueue, the parent gets them; start-up excluded (ready/go)"
+            ))
+    }
+}
+
+/// Starts a producer child, then times rounds of "go" -> every message received.
+func timeQueue<Producer: ProcessTask>(
+    messages: Int, get: () throws -> Int, producer: (Connection) -> Producer
+) throws -> [Double] where Producer.Output == Void {
     let (mine, theirs) = try Connection.pipe()
-    let child = try ChildProcess(QueueProducer(queue: queue, control: theirs, count: messages))
+    let child = try ChildProcess(producer(theirs))
     try child.start()
     theirs.close()
     _ = try mine.receiveBytes()
@@ -76,7 +76,7 @@ func queueWorkloads(_ report: inout Report) throws {
         let start = now()
         try mine.sendBytes([1])
         for expected in 0..<messages {
-            let value = try queue.get()
+            let value = try get()
             precondition(value == expected)
         }
         samples.append(Double(messages) / (now() - start).seconds)
@@ -84,12 +84,7 @@ func queueWorkloads(_ report: inout Report) throws {
     try mine.sendBytes([])
     mine.close()
     try child.join()
-    report.add(
-        Measurement(
-            name: "W4.queue.child_to_parent", unit: "msgs/s", better: "higher", samples: samples,
-            note:
-                "a child puts \(messages) Ints into a ProcessQueue, the parent gets them; start-up excluded (ready/go)")
-    )
+    return samples
 }
 
 /// Copies its private buffer into the shared segment on each "go".

@@ -69,13 +69,7 @@ final class OneShot<Value: Sendable>: @unchecked Sendable {
             }
             let left = deadline - .now
             if left <= .zero { return nil }
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            let (seconds, attoseconds) = left.components
-            var nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-            var wakeAt = timespec(tv_sec: now.tv_sec + Int(seconds) + nanoseconds / 1_000_000_000, tv_nsec: 0)
-            nanoseconds %= 1_000_000_000
-            wakeAt.tv_nsec = nanoseconds
+            var wakeAt = Platform.deadline(after: left, on: CLOCK_REALTIME)
             pthread_cond_timedwait(arrived, mutex, &wakeAt)
         }
         return value

@@ -96,6 +96,16 @@ enum Platform {
         return seconds >= Int64.max / 1_000_000_000 - 1 ? -1 : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
+    /// The time `timeout` from now on `clock`, as the pthread timed waits take it.
+    static func deadline(after timeout: Duration, on clock: clockid_t) -> timespec {
+        var now = timespec()
+        clock_gettime(clock, &now)
+        let nanoseconds = Int(now.tv_nsec) + Int(max(0, Platform.timeoutNanoseconds(timeout)) % 1_000_000_000)
+        let seconds = Int(max(0, Platform.timeoutNanoseconds(timeout)) / 1_000_000_000)
+        return timespec(
+            tv_sec: now.tv_sec + seconds + nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
+    }
+
     static func ignoreBrokenPipeSignal() {
         _ = brokenPipeIgnored
     }

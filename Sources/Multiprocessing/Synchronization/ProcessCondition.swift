@@ -75,16 +75,11 @@ public final class ProcessCondition: Sendable, Codable {
     public func wait(timeout: Duration? = nil) throws -> Bool {
         var result: Int32
         if let timeout {
-            var deadline = timespec()
             #if canImport(Glibc)
-                clock_gettime(CLOCK_MONOTONIC, &deadline)
+                var deadline = Platform.deadline(after: timeout, on: CLOCK_MONOTONIC)
             #else
-                clock_gettime(CLOCK_REALTIME, &deadline)
+                var deadline = Platform.deadline(after: timeout, on: CLOCK_REALTIME)
             #endif
-            let nanoseconds = Platform.timeoutNanoseconds(timeout)
-            let total = Int(deadline.tv_nsec) + Int(nanoseconds % 1_000_000_000)
-            deadline.tv_sec += Int(nanoseconds / 1_000_000_000) + total / 1_000_000_000
-            deadline.tv_nsec = total % 1_000_000_000
             result = pthread_cond_timedwait(condition, mutex, &deadline)
         } else {
             result = pthread_cond_wait(condition, mutex)

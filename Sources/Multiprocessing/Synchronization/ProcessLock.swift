@@ -92,13 +92,7 @@ public final class ProcessLock: Sendable, Codable {
     @available(*, noasync, message: "Blocks the calling thread; a lock is owned by the thread that takes it")
     public func lock(timeout: Duration) throws -> LockAcquisition? {
         #if canImport(Glibc)
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            let (seconds, attoseconds) = timeout.components
-            var nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-            var deadline = timespec(tv_sec: now.tv_sec + Int(seconds) + nanoseconds / 1_000_000_000, tv_nsec: 0)
-            nanoseconds %= 1_000_000_000
-            deadline.tv_nsec = nanoseconds
+            var deadline = Platform.deadline(after: timeout, on: CLOCK_REALTIME)
             return try acquisition(pthread_mutex_timedlock(mutex, &deadline), "pthread_mutex_timedlock")
         #else
             let deadline = ContinuousClock.now + timeout
