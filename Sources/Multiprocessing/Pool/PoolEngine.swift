@@ -7,8 +7,9 @@ import CMultiprocessing
 
 /// What became of one chunk.
 enum ChunkOutcome: Sendable {
-    /// The worker's result message: its kind and payload, and the compute time.
-    case result(kind: UInt8, payload: [UInt8], nanoseconds: UInt64)
+    /// The worker's result message: its kind and payload (a slice of the
+    /// message, not a copy), and the compute time.
+    case result(kind: UInt8, payload: ArraySlice<UInt8>, nanoseconds: UInt64)
     case failed(any Error)
 }
 
@@ -384,7 +385,7 @@ final class PoolEngine: @unchecked Sendable {
         slot.runningSince = slot.inFlight.isEmpty ? nil : .now
         finish(
             job,
-            .result(kind: frame[9], payload: Array(frame[PoolMessage.resultHeaderSize...]), nanoseconds: nanoseconds))
+            .result(kind: frame[9], payload: frame[PoolMessage.resultHeaderSize...], nanoseconds: nanoseconds))
     }
 
     private func workerExited(_ slot: Slot) {

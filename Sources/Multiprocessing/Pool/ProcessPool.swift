@@ -370,7 +370,7 @@ func decodeValuesOutcome<Output: Decodable & Sendable>(
 ) -> ChunkResults<Output> {
     if case .result(let kind, let payload, _) = outcome, kind == ChunkResultKind.values {
         do {
-            let values = try WireDecoder().decode([Output].self, from: payload)
+            let values = try payload.withUnsafeBytes { try WireDecoder().decode([Output].self, from: $0) }
             if values.count == count { return .values(values) }
         } catch {
             return .results(Array(repeating: .failure(error), count: count))
@@ -387,7 +387,7 @@ func decodeOutcomes<Output>(
     case .failed(let error):
         return Array(repeating: .failure(error), count: count)
     case .result(_, let payload, _):
-        guard let outcomes = try? WireDecoder().decode([Outcome].self, from: payload) else {
+        guard let outcomes = try? payload.withUnsafeBytes({ try WireDecoder().decode([Outcome].self, from: $0) }) else {
             let error = MultiprocessingError(.decodingFailed, "a worker's result could not be decoded")
             return Array(repeating: .failure(error), count: count)
         }
