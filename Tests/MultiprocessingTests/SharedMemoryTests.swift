@@ -84,6 +84,46 @@ extension ProcessSuites {
             #expect(directoryEntries("/dev/shm") == shmBefore)
         }
 
+        @Test("async code takes the locks without blocking the cooperative pool")
+        func asyncLocks() async throws {
+            let counter = try SharedValue(0)
+            let child = try ChildProcess(IncrementShared(counter: counter, times: 300))
+            try child.start()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { for _ in 0..<50 { try await counter.withLock { $0 += 1 } } }
+                }
+                try await group.waitForAll()
+            }
+            try await child.join()
+            #expect(counter.value == 500)
+            let lock = try ProcessLock()
+            #expect(try await lock.withLock { $0 } == .acquired)
+        }
+
+        @Test("a named segment is opened by name in another process and removed by its owner")
+        func namedSegment() throws {
+            let name = "swift-multiprocessing-test-\(getpid())"
+            do {
+                let owner = try SharedMemory.create(named: name, size: 4096)
+                owner.bytes.copyBytes(from: [1, 2, 3])
+                #expect(directoryEntries("/dev/shm").contains(name))
+                let reader = try ChildProcess(ReadNamedSegment(name: name))
+                try reader.start()
+                try reader.join()
+                #expect(try reader.value == [1, 2, 3])
+                let taken = #expect(throws: MultiprocessingError.self) {
+                    _ = try SharedMemory.create(named: name, size: 1)
+                }
+                #expect(taken?.errno == EEXIST)
+            }
+            #expect(!directoryEntries("/dev/shm").contains(name))
+            let gone = #expect(throws: MultiprocessingError.self) { _ = try SharedMemory.open(named: name) }
+            #expect(gone?.errno == ENOENT)
+            let bad = #expect(throws: MultiprocessingError.self) { _ = try SharedMemory.create(named: "a/b", size: 1) }
+            #expect(bad?.code == .invalidArgument)
+        }
+
         @Test("bad sizes are refused with a clear error")
         func badSizes() {
             let error = #expect(throws: MultiprocessingError.self) { _ = try SharedMemory(size: 0) }

@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CMultiprocessing
+import Synchronization
 
 /// Memory shared between processes: anonymous, and freed by the kernel when
 /// the last process that maps it lets go (Python's `shared_memory`, without
@@ -31,6 +32,10 @@ public final class SharedMemory: @unchecked Sendable {
     let fd: Int32
     /// The first byte of this process's mapping.
     public let baseAddress: UnsafeMutableRawPointer
+    /// The segment's name, for a named segment (see ``create(named:size:)``).
+    public let name: String?
+    /// Whether this object removes the name when it is released.
+    private let ownsName: Atomic<Bool>
 
     /// Creates a zero-filled segment.
     ///
@@ -52,10 +57,12 @@ public final class SharedMemory: @unchecked Sendable {
         }
         self.fd = fd
         self.size = size
+        name = nil
+        ownsName = Atomic(false)
     }
 
-    /// Maps a segment received from another process.
-    init(adopting fd: Int32, size: Int) throws {
+    /// Maps a segment received from another process, or opened by name.
+    init(adopting fd: Int32, size: Int, name: String? = nil, ownsName: Bool = false) throws {
         var status = stat()
         try Platform.retrying("fstat") { fstat(fd, &status) }
         guard Int(status.st_size) == size else {
@@ -65,6 +72,73 @@ public final class SharedMemory: @unchecked Sendable {
         baseAddress = try Self.map(fd: fd, size: size)
         self.fd = fd
         self.size = size
+        self.name = name
+        self.ownsName = Atomic(ownsName)
+    }
+
+    /// Creates a named segment that other processes can open by its name
+    /// (Python's `SharedMemory(name, create=True)`).
+    ///
+    /// Prefer anonymous segments (``init(size:)``): a name outlives a process
+    /// that crashes before removing it. This object owns the name and
+    /// removes it when it is released, or at ``unlink()``; mappings that
+    /// processes already hold stay valid.
+    ///
+    /// - Parameters:
+    ///   - name: The name, without slashes (it lives in `/dev/shm`).
+    ///   - size: The size in bytes, at least 1.
+    /// - Throws: `.invalidArgument` for a bad name or size; `.systemCall`
+    ///   (EEXIST) when the name is taken.
+    ///
+    /// The corresponding C function is `shm_open` with `O_CREAT | O_EXCL`.
+    public static func create(named name: String, size: Int) throws -> SharedMemory {
+        let path = try checkedPath(name)
+        guard size >= 1 else {
+            throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
+        }
+        let fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
+        do {
+            try Platform.retrying("ftruncate") { ftruncate(fd, off_t(size)) }
+            return try SharedMemory(adopting: fd, size: size, name: name, ownsName: true)
+        } catch {
+            shm_unlink(path)
+            Platform.close(fd)
+            throw error
+        }
+    }
+
+    /// Opens a named segment another process created; this object does not own the name.
+    ///
+    /// - Throws: `.systemCall` (ENOENT) when no segment has that name.
+    public static func open(named name: String) throws -> SharedMemory {
+        let path = try checkedPath(name)
+        let fd = shm_open(path, O_RDWR | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
+        var status = stat()
+        do {
+            try Platform.retrying("fstat") { fstat(fd, &status) }
+            return try SharedMemory(adopting: fd, size: Int(status.st_size), name: name)
+        } catch {
+            Platform.close(fd)
+            throw error
+        }
+    }
+
+    /// Removes the name now (Python's `unlink()`); the memory lives on while mapped.
+    /// Only the creator may; does nothing the second time.
+    public func unlink() throws {
+        guard let name else { throw MultiprocessingError(.invalidArgument, "an anonymous segment has no name") }
+        guard ownsName.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        if shm_unlink(try Self.checkedPath(name)) != 0 { throw Platform.error("shm_unlink of '\(name)'") }
+    }
+
+    private static func checkedPath(_ name: String) throws -> String {
+        guard !name.isEmpty, !name.contains("/"), name.utf8.count < 250 else {
+            throw MultiprocessingError(
+                .invalidArgument, "a shared memory name must be 1 to 249 bytes without '/', not '\(name)'")
+        }
+        return "/" + name
     }
 
     private static func map(fd: Int32, size: Int) throws -> UnsafeMutableRawPointer {
@@ -77,6 +151,7 @@ public final class SharedMemory: @unchecked Sendable {
     deinit {
         munmap(baseAddress, size)
         Platform.close(fd)
+        if let name, ownsName.load(ordering: .acquiring) { shm_unlink("/" + name) }
     }
 
     /// The whole segment, as raw bytes.

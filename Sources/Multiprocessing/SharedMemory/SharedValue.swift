@@ -24,6 +24,12 @@ public final class SharedValue<Value: BitwiseCopyable>: Sendable, Codable {
         lock = locked ? try ProcessLock() : nil
     }
 
+    /// Updates the value holding its lock, from async code without blocking a
+    /// cooperative thread (the update runs on one of the library's blocking threads).
+    public func withLock<R: Sendable>(_ body: @escaping @Sendable (inout Value) throws -> R) async throws -> R {
+        try await BlockingThreads.run { try self.withLock(body) }
+    }
+
     /// The value, read or written without the lock.
     public var value: Value {
         get { memory.baseAddress.load(as: Value.self) }

@@ -66,6 +66,13 @@ public final class ProcessCondition: Sendable, Codable {
         return try body(acquisition)
     }
 
+    /// Runs `body` holding the condition's lock, from async code without
+    /// blocking a cooperative thread: the critical section, including any
+    /// ``wait(timeout:)`` inside it, runs on one of the library's blocking threads.
+    public func withLock<R: Sendable>(_ body: @escaping @Sendable (LockAcquisition) throws -> R) async throws -> R {
+        try await BlockingThreads.run { try self.withLock(body) }
+    }
+
     /// Releases the lock, waits to be notified (or `timeout`), and takes the lock again.
     /// Call it inside ``withLock(_:)``, in a loop that checks what you wait for.
     ///

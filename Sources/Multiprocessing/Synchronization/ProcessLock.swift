@@ -123,6 +123,18 @@ public final class ProcessLock: Sendable, Codable {
         return try body(acquisition)
     }
 
+    /// Runs `body` holding the lock, from async code without blocking a
+    /// cooperative thread.
+    ///
+    /// A pthread mutex belongs to the thread that took it, so the whole
+    /// critical section (taking the lock, `body`, releasing it) runs on one
+    /// of the library's blocking threads, and `body` is synchronous.
+    ///
+    /// - Parameter body: Gets how the lock was acquired.
+    public func withLock<R: Sendable>(_ body: @escaping @Sendable (LockAcquisition) throws -> R) async throws -> R {
+        try await BlockingThreads.run { try self.withLock(body) }
+    }
+
     private func acquisition(_ result: Int32, _ call: String) throws -> LockAcquisition? {
         switch result {
         case 0: return .acquired

@@ -44,3 +44,12 @@ struct ReadSharedBytes: ProcessTask {
     var memory: SharedMemory
     func run() -> [UInt8] { Array(memory.bytes.prefix(4)) }
 }
+
+/// Opens a named segment and returns its first bytes.
+struct ReadNamedSegment: ProcessTask {
+    var name: String
+    func run() throws -> [UInt8] {
+        let memory = try SharedMemory.open(named: name)
+        return Array(memory.bytes.prefix(3))
+    }
+}
