@@ -201,6 +201,7 @@ func stream(
 // MARK: W5: bulk data over a connection
 
 func pipeBulk(_ report: inout Report) throws {
+    guard selected("W5.pipe") else { return }
     let mib = 1 << 20
     let total = 256 * mib
     let single = try stream(count: 0, size: total, chunk: total, reps: reps(5)) { connection in
