@@ -25,21 +25,11 @@ static int wait_on(mp_queue *queue, pthread_cond_t *cond, int64_t timeout_ns, co
 
 int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
     memset(queue, 0, sizeof(*queue));
-    pthread_mutexattr_t mattr;
-    pthread_mutexattr_init(&mattr);
-    pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&mattr, PTHREAD_MUTEX_ROBUST);
-    int r = pthread_mutex_init(&queue->mutex, &mattr);
-    pthread_mutexattr_destroy(&mattr);
+    int r = mp_robust_mutex_init(&queue->mutex);
+    if (!r) r = mp_shared_cond_init(&queue->not_empty);
+    if (!r) r = mp_shared_cond_init(&queue->not_full);
+    if (!r) r = mp_shared_cond_init(&queue->all_done);
     if (r) return r;
-    pthread_condattr_t cattr;
-    pthread_condattr_init(&cattr);
-    pthread_condattr_setpshared(&cattr, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-    pthread_cond_init(&queue->not_empty, &cattr);
-    pthread_cond_init(&queue->not_full, &cattr);
-    pthread_cond_init(&queue->all_done, &cattr);
-    pthread_condattr_destroy(&cattr);
     queue->capacity = capacity;
     queue->max_count = max_count;
     return 0;

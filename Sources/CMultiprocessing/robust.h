@@ -8,6 +8,28 @@
 #include <stdint.h>
 #include <time.h>
 
+/// Initialises a robust, process-shared mutex.
+static inline int mp_robust_mutex_init(pthread_mutex_t *mutex) {
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init(&attributes);
+    pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    int r = pthread_mutex_init(mutex, &attributes);
+    pthread_mutexattr_destroy(&attributes);
+    return r;
+}
+
+/// Initialises a process-shared condition variable on CLOCK_MONOTONIC.
+static inline int mp_shared_cond_init(pthread_cond_t *cond) {
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    int r = pthread_cond_init(cond, &attributes);
+    pthread_condattr_destroy(&attributes);
+    return r;
+}
+
 /// Locks `mutex`; if its owner died holding it, marks it consistent and goes on.
 static inline int mp_robust_lock(pthread_mutex_t *mutex) {
     int r = pthread_mutex_lock(mutex);

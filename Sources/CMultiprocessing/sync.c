@@ -17,19 +17,8 @@ static int wait_changed(mp_sync *sync, int64_t timeout_ns, const struct timespec
 
 int mp_sync_init(mp_sync *sync, int64_t value, int64_t limit) {
     memset(sync, 0, sizeof(*sync));
-    pthread_mutexattr_t mattr;
-    pthread_mutexattr_init(&mattr);
-    pthread_mutexattr_setpshared(&mattr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&mattr, PTHREAD_MUTEX_ROBUST);
-    int r = pthread_mutex_init(&sync->mutex, &mattr);
-    pthread_mutexattr_destroy(&mattr);
-    if (r) return r;
-    pthread_condattr_t cattr;
-    pthread_condattr_init(&cattr);
-    pthread_condattr_setpshared(&cattr, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-    r = pthread_cond_init(&sync->changed, &cattr);
-    pthread_condattr_destroy(&cattr);
+    int r = mp_robust_mutex_init(&sync->mutex);
+    if (!r) r = mp_shared_cond_init(&sync->changed);
     sync->value = value;
     sync->limit = limit;
     return r;

@@ -5,24 +5,20 @@
 #endif
 import Multiprocessing
 
-/// Waits for "go", then puts `count` ints.
-struct QueueProducer: ProcessTask {
-    var queue: ProcessQueue<Int>
-    var control: Connection
-    var count: Int
-
-    func run() throws {
-        try control.sendBytes([1])
-        while true {
-            guard let go = try? control.receiveBytes(), !go.isEmpty else { return }
-            for value in 0..<count { try queue.put(value) }
-        }
-    }
+/// A queue the producer benchmark puts into.
+protocol IntQueue: Codable, Sendable {
+    func put(_ value: Int) throws
 }
 
-/// Waits for "go", then puts `count` ints into a simple queue.
-struct SimpleQueueProducer: ProcessTask {
-    var queue: SimpleProcessQueue<Int>
+extension ProcessQueue: IntQueue where Element == Int {
+    func put(_ value: Int) throws { try put(value, timeout: nil) }
+}
+
+extension SimpleProcessQueue: IntQueue where Element == Int {}
+
+/// Waits for "go", then puts `count` ints.
+struct QueueProducer<Queue: IntQueue>: ProcessTask {
+    var queue: Queue
     var control: Connection
     var count: Int
 
@@ -40,7 +36,7 @@ func queueWorkloads(_ report: inout Report) throws {
     if selected("W4.simplequeue.child_to_parent") {
         let queue = try SimpleProcessQueue<Int>()
         let samples = try timeQueue(messages: messages, get: { try queue.get() }) { control in
-            SimpleQueueProducer(queue: queue, control: control, count: messages)
+            QueueProducer(queue: queue, control: control, count: messages)
         }
         report.add(
             Measurement(

@@ -160,13 +160,7 @@ final class Zygote: Sendable {
                     + "with a ProcessFunction, or pass allowingOtherThreads: true")
         }
         let lifeline = try Lifeline.readEnd()
-        var pair: [Int32] = [-1, -1]
-        #if canImport(Glibc)
-            let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        #else
-            let type = SOCK_STREAM
-        #endif
-        try Platform.retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
+        let pair = try Platform.makeMessageSocketPair()
         let fromMainThread = mp_is_main_thread() != 0
         fflush(nil)
         let pid = systemFork()

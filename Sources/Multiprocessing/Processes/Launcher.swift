@@ -208,13 +208,7 @@ enum ForkServer {
     }
 
     private static func startServer() throws -> Server {
-        var pair: [Int32] = [-1, -1]
-        #if canImport(Glibc)
-            let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        #else
-            let type = SOCK_STREAM
-        #endif
-        try Platform.retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
+        let pair = try Platform.makeMessageSocketPair()
         defer { Platform.close(pair[1]) }
         let environment = ["\(MP_BOOT_ENV)=forkserver:0"] + currentEnvironment()
         let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-forkserver"] : CommandLine.arguments
