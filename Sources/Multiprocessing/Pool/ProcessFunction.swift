@@ -64,10 +64,14 @@ public func _callEach<Input, Output>(
 /// The results of ``ProcessFunction/_callChunk(_:)``: the outputs up to the
 /// first failure, and that failure.
 public struct _ChunkOutputs<Output> {
+    /// The outputs of the inputs before the first failure.
     public var outputs: [Output]
+    /// The index of the first input whose call threw, if any.
     public var failedIndex: Int?
+    /// What that call threw.
     public var error: (any Error)?
 
+    /// Creates the results of a chunk.
     @inlinable
     public init(outputs: [Output], failedIndex: Int?, error: (any Error)?) {
         self.outputs = outputs
