@@ -295,6 +295,24 @@ int mp_is_main_thread(void) {
 #endif
 }
 
+void mp_bind_forked_child_symbols(void) {
+#if defined(__linux__)
+    int signal = 0;
+    (void)prctl(PR_GET_PDEATHSIG, &signal);
+    (void)syscall(SYS_getppid);
+#endif
+    (void)getppid();
+    (void)write(-1, "", 0);
+}
+
+void mp_exit_now(int code) {
+#if defined(__linux__)
+    for (;;) syscall(SYS_exit_group, code);
+#else
+    _exit(code);
+#endif
+}
+
 // After fork only the forking thread exists: the watcher is not copied.
 static void reset_own_threads_in_child(void) { atomic_store(&own_threads, 0); }
 

@@ -47,6 +47,26 @@ func processStarts(_ report: inout Report) throws {
     }
 }
 
+/// fork()+_exit(0)+waitpid() from this harness, without the library: the
+/// floor W1.process.fork stands on in a dynamically linked Swift process,
+/// beside C.fork.exit_wait's static C program.
+func rawForkFloor(_ report: inout Report) {
+    guard selected("X.process.fork.raw") else { return }
+    var samples: [Double] = []
+    for _ in 0..<reps(100) {
+        let start = now()
+        let pid = fork()
+        if pid == 0 { _exit(0) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        samples.append((now() - start).milliseconds)
+    }
+    report.add(
+        Measurement(
+            name: "X.process.fork.raw", unit: "ms", better: "lower", samples: samples,
+            note: "fork()+_exit(0)+waitpid() in this harness, no library code: the floor under W1.process.fork"))
+}
+
 // MARK: W4: small messages over a connection
 
 struct EchoBytes: ProcessTask {
@@ -227,3 +247,4 @@ func pipeBulk(_ report: inout Report) throws {
             name: "W5.pipe.chunks1M", unit: "GB/s", better: "higher", samples: chunks,
             note: "256 MiB child -> parent as 256 messages of 1 MiB (receiveBytes(into:) one reused buffer)"))
 }
+

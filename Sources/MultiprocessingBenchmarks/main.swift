@@ -40,6 +40,7 @@ report.params = [("scale", "\(scale)"), ("build", isDebugBuild() ? "debug" : "re
 if isDebugBuild() { printToStandardError("warning: a debug build; measure with -c release") }
 
 if selected("W1") { try processStarts(&report) }
+rawForkFloor(&report)
 if selected("W4") {
     try pipeMessages(&report)
     try queueWorkloads(&report)

@@ -62,6 +62,14 @@ int mp_watch_lifeline(int fd);
 int mp_die_with_parent(pid_t parent);
 /// Whether the calling thread is the process's main thread.
 int mp_is_main_thread(void);
+/// Calls, harmlessly, the C library functions a forked child calls first, so
+/// that their lazy bindings are resolved once in the parent and inherited,
+/// instead of being looked up again in every child.
+void mp_bind_forked_child_symbols(void);
+/// Ends the process at once with `code`, like `_exit`, through the
+/// `exit_group` system call (bound in the parent by
+/// `mp_bind_forked_child_symbols`).
+__attribute__((noreturn)) void mp_exit_now(int code);
 /// Number of threads this library started in the current process.
 int mp_own_thread_count(void);
 

@@ -160,6 +160,7 @@ final class Zygote: Sendable {
                     + "with a ProcessFunction, or pass allowingOtherThreads: true")
         }
         let lifeline = try Lifeline.readEnd()
+        _ = Launcher.warmedForForkedChildren
         let pair = try Platform.makeMessageSocketPair()
         let fromMainThread = mp_is_main_thread() != 0
         fflush(nil)
@@ -183,7 +184,7 @@ final class Zygote: Sendable {
             mp_set_boot_mode(2)
             let code = ChildRuntime.main()
             fflush(nil)
-            _exit(code)
+            mp_exit_now(code)
         }
         Platform.close(pair[1])
         return Zygote(control: pair[0], pid: pid)

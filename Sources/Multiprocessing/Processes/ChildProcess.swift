@@ -403,7 +403,9 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
         let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
         if startMethod.kind == .fork {
             launch = { identity in
-                try Launcher.launchForked(method: startMethod, identity: identity) {
+                // Look the output type up here, once, rather than in every forked child.
+                Launcher.resolveForForkedChildren(T.Output.self)
+                return try Launcher.launchForked(method: startMethod, identity: identity) {
                     runSynchronously { await ChildRuntime.perform(task) }
                 }
             }
