@@ -216,7 +216,7 @@ public struct PoolMapResults<Output: Sendable>: AsyncSequence, Sendable {
 @usableFromInline
 final class MapDriver<Output: Sendable>: @unchecked Sendable {
     // @unchecked: one task iterates at a time; completions arrive through
-    // `stream`, whose continuation is thread-safe.
+    // `arrivals`, which is thread-safe.
     private let map: PoolMap<Output>
     private let source: AnyInputSource
     private let engine: PoolEngine
@@ -226,7 +226,9 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var nextToYield = 0
     private var firstItem = 0
     private var exhausted = false
-    private var completed: [Int: ChunkResults<Output>] = [:]
+    /// Finished chunks not yet taken, with their item counts; decoded when
+    /// taken (the storage is not generic, so filing costs no type lookup).
+    private var completed: [Int: (outcome: ChunkOutcome, items: Int)] = [:]
     private var finishedOrder: [Int] = []
     private var current = ChunkResults<Output>.values([])
     private var position = 0
@@ -234,22 +236,18 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var adaptiveSize = 1
     private var itemsDone = 0
     private let started = ContinuousClock.now
-    private let stream: AsyncStream<(Int, ChunkOutcome)>
-    private let continuation: AsyncStream<(Int, ChunkOutcome)>.Continuation
-    private var arrivals: AsyncStream<(Int, ChunkOutcome)>.Iterator
+    /// Finished chunks, by index, as the engine thread completes them.
+    private let arrivals = Inbox<(Int, ChunkOutcome)>()
 
     init(_ map: PoolMap<Output>) {
         self.map = map
         source = map.makeSource()
         engine = map.pool.engine
         window = 2 * map.pool.workerCount
-        (stream, continuation) = AsyncStream.makeStream(of: (Int, ChunkOutcome).self)
-        arrivals = stream.makeAsyncIterator()
     }
 
     deinit {
         for (job, _) in inFlight.values { engine.cancel(job, kill: false) }
-        continuation.finish()
     }
 
     /// The next chunk's results, or `nil` at the end of the map.
@@ -287,26 +285,32 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
                 return false
             }
             if inFlight.isEmpty { continue }
-            let arrival = await withTaskCancellationHandler {
-                await arrivals.next()
-            } onCancel: { [engine, inFlight] in
+            let batch = await withTaskCancellationHandler {
+                await arrivals.takeAll()
+            } onCancel: { [engine, inFlight, arrivals] in
                 for (job, _) in inFlight.values { engine.cancel(job, kill: true) }
+                arrivals.wake()
             }
             try Task.checkCancellation()
-            guard let (index, outcome) = arrival, let entry = inFlight.removeValue(forKey: index) else { continue }
-            if case .result(_, _, let nanoseconds) = outcome, entry.items > 0 {
-                let perItem = Double(nanoseconds) / Double(entry.items)
-                nanosecondsPerItem = nanosecondsPerItem.map { ($0 + perItem) / 2 } ?? perItem
-            }
-            completed[index] = map.decode(outcome, entry.items)
-            finishedOrder.append(index)
-            itemsDone += entry.items
-            if !(exhausted && inFlight.isEmpty) {
-                map.progress?(
-                    PoolProgress(done: itemsDone, total: map.knownCount, elapsed: .now - started, isFinished: false))
-            } else {
-                reportFinished()
-            }
+            for (index, outcome) in batch { receive(outcome, index: index) }
+        }
+    }
+
+    /// Files a finished chunk's results and reports progress.
+    private func receive(_ outcome: ChunkOutcome, index: Int) {
+        guard let entry = inFlight.removeValue(forKey: index) else { return }
+        if case .result(_, _, let nanoseconds) = outcome, entry.items > 0 {
+            let perItem = Double(nanoseconds) / Double(entry.items)
+            nanosecondsPerItem = nanosecondsPerItem.map { ($0 + perItem) / 2 } ?? perItem
+        }
+        completed[index] = (outcome, entry.items)
+        finishedOrder.append(index)
+        itemsDone += entry.items
+        if !(exhausted && inFlight.isEmpty) {
+            map.progress?(
+                PoolProgress(done: itemsDone, total: map.knownCount, elapsed: .now - started, isFinished: false))
+        } else {
+            reportFinished()
         }
     }
 
@@ -331,7 +335,7 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             index = first
             finishedOrder.removeAll { $0 == first }
         }
-        current = completed.removeValue(forKey: index) ?? .values([])
+        current = completed.removeValue(forKey: index).map { map.decode($0.outcome, $0.items) } ?? .values([])
         position = 0
         return true
     }
@@ -357,11 +361,11 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             }
             let index = nextIndex
             nextIndex += 1
-            let continuation = continuation
+            let arrivals = arrivals
             submissions.append(
                 PoolEngine.Submission(
                     typeName: typeName, payload: payload, items: count, work: map.label, firstItem: firstItem
-                ) { continuation.yield((index, $0)) })
+                ) { arrivals.put((index, $0)) })
             firstItem += count
             indices.append((index, count))
         }
