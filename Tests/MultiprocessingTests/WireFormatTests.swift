@@ -536,6 +536,26 @@ struct WireFormatTests {
         #expect(try WireEncoder().encode(samples).count < doubles.count * 8 + 64)
     }
 
+    @Test func numericArraysAtTheTopLevelAreCountBytesAndAnEmptyKeyTable() throws {
+        // The layout the general encoder writes, which the whole-message fast path must match.
+        #expect(try WireEncoder().encode([1, -2]) == [2] + bytes(of: 1) + bytes(of: -2) + [0])
+        let many = (0..<200).map(Double.init)
+        let encoded = try WireEncoder().encode(many)
+        #expect(Array(encoded[..<2]) == [0xc8, 0x01])
+        #expect(encoded.count == 2 + 200 * 8 + 1)
+        #expect(try WireDecoder().decode([Double].self, from: encoded) == many)
+        for length in 0..<encoded.count {
+            expectDecodingFailure([Double].self, Array(encoded[..<length]))
+        }
+        expectDecodingFailure([Double].self, encoded + [0])
+        // The same bytes read as another element type fail rather than reinterpret.
+        expectDecodingFailure([Int32].self, encoded)
+    }
+
+    private func bytes(of value: Int) -> [UInt8] {
+        withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    }
+
     @Test func nestedStructsEnumsAndCollections() throws {
         try expectRoundTrip(WireTestOrder.example)
         var order = WireTestOrder.example

@@ -51,6 +51,7 @@ public struct WireDecoder: Sendable {
     ///   bytes are not a valid encoding of `type`; errors of other types thrown
     ///   by an `init(from:)` pass through unchanged.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        if let array = WireTrivialArrays.decode(T.self, from: bytes) { return array }
         let state: WireDecodingState
         do {
             state = try WireDecodingState(bytes: bytes, userInfo: userInfo)
