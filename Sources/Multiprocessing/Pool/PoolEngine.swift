@@ -48,6 +48,39 @@ final class ChunkJob: @unchecked Sendable {
     }
 }
 
+/// The chunks a worker holds, in the order it runs them: appended at the
+/// back, finished at the front, both in constant time.
+struct JobQueue {
+    private var jobs: [ChunkJob] = []
+    private var head = 0
+    /// The items of all the chunks held.
+    private(set) var items = 0
+
+    var count: Int { jobs.count - head }
+    var isEmpty: Bool { head == jobs.count }
+    var first: ChunkJob? { isEmpty ? nil : jobs[head] }
+    var remaining: [ChunkJob] { Array(jobs[head...]) }
+
+    func contains(_ job: ChunkJob) -> Bool { jobs[head...].contains { $0 === job } }
+
+    mutating func append(_ job: ChunkJob) {
+        jobs.append(job)
+        items += job.items
+    }
+
+    mutating func removeFirst() {
+        items -= jobs[head].items
+        head += 1
+        if head == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 64 && head * 2 >= jobs.count {
+            jobs.removeFirst(head)
+            head = 0
+        }
+    }
+}
+
 /// Figures about one worker slot of a pool.
 public struct PoolWorkerStatistics: Sendable, Hashable {
     /// The slot's index.
@@ -77,7 +110,7 @@ final class PoolEngine: @unchecked Sendable {
         let work: Connection
         let results: Connection
         let exitFD: Int32
-        var inFlight: [ChunkJob] = []
+        var inFlight = JobQueue()
         var outbox: [UInt8] = []
         var ready = false
         var assigned = 0
@@ -208,7 +241,7 @@ final class PoolEngine: @unchecked Sendable {
             if let position = pending[pendingHead...].firstIndex(where: { $0 === job }) {
                 pending.remove(at: position)
                 finish(job, .failed(CancellationError()))
-            } else if kill, let slot = slots.first(where: { $0.inFlight.contains { $0 === job } }) {
+            } else if kill, let slot = slots.first(where: { $0.inFlight.contains(job) }) {
                 signal(slot, SIGKILL)
             }
         }
@@ -394,7 +427,7 @@ final class PoolEngine: @unchecked Sendable {
         slots.removeAll { $0 === slot }
         slot.work.close()
         slot.results.close()
-        var jobs = slot.inFlight
+        var jobs = slot.inFlight.remaining
         if let failure: MultiprocessingError = broken
             ?? (terminating ? MultiprocessingError(.closed, "the pool was terminated") : nil)
         {
@@ -493,8 +526,7 @@ final class PoolEngine: @unchecked Sendable {
     private func canTake(_ slot: Slot) -> Bool {
         if options.taskTimeout != nil { return slot.inFlight.isEmpty }
         if slot.inFlight.count < 2 { return true }
-        guard slot.inFlight.count < 256 else { return false }
-        return slot.inFlight.reduce(0) { $0 + $1.items } < 256
+        return slot.inFlight.count < 256 && slot.inFlight.items < 256
     }
 
     private func nextPending() -> ChunkJob? {

@@ -229,7 +229,9 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     /// Finished chunks not yet taken, with their item counts; decoded when
     /// taken (the storage is not generic, so filing costs no type lookup).
     private var completed: [Int: (outcome: ChunkOutcome, items: Int)] = [:]
+    /// An unordered map's finished chunks, in the order they finished, from `finishedHead` on.
     private var finishedOrder: [Int] = []
+    private var finishedHead = 0
     private var current = ChunkResults<Output>.values([])
     private var position = 0
     private var nanosecondsPerItem: Double?
@@ -304,7 +306,7 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             nanosecondsPerItem = nanosecondsPerItem.map { ($0 + perItem) / 2 } ?? perItem
         }
         completed[index] = (outcome, entry.items)
-        finishedOrder.append(index)
+        if !map.ordered { finishedOrder.append(index) }
         itemsDone += entry.items
         if !(exhausted && inFlight.isEmpty) {
             map.progress?(
@@ -331,9 +333,16 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             index = nextToYield
             nextToYield += 1
         } else {
-            guard let first = finishedOrder.first(where: { completed[$0] != nil }) else { return false }
-            index = first
-            finishedOrder.removeAll { $0 == first }
+            guard finishedHead < finishedOrder.count else { return false }
+            index = finishedOrder[finishedHead]
+            finishedHead += 1
+            if finishedHead == finishedOrder.count {
+                finishedOrder.removeAll(keepingCapacity: true)
+                finishedHead = 0
+            } else if finishedHead >= 1024 && finishedHead * 2 >= finishedOrder.count {
+                finishedOrder.removeFirst(finishedHead)
+                finishedHead = 0
+            }
         }
         current = completed.removeValue(forKey: index).map { map.decode($0.outcome, $0.items) } ?? .values([])
         position = 0

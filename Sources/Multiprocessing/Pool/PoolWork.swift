@@ -27,7 +27,7 @@ func runValueChunk<Input: Decodable, Output: Encodable>(
     _ payload: ArraySlice<UInt8>, callAll: ([Input]) async -> _ChunkOutputs<Output>,
     call: (Input) async throws -> Output
 ) async -> (kind: UInt8, payload: [UInt8]) {
-    let processName = ProcessIdentity.current.name
+    var processName: String { ProcessIdentity.current.name }
     let inputs: [Input]
     do {
         inputs = try payload.withUnsafeBytes { try WireDecoder().decode([Input].self, from: $0) }
