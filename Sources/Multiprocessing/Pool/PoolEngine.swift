@@ -109,6 +109,11 @@ final class PoolEngine: @unchecked Sendable {
         let process: ChildProcess<Void>
         let work: Connection
         let results: Connection
+        let ring: ResultRing
+        /// Results that arrived on the pipe, waiting for their markers in the ring.
+        var pipeResults: [[UInt8]] = []
+        /// Markers taken from the ring whose results have not arrived yet.
+        var awaitingPipe = 0
         let exitFD: Int32
         var inFlight = JobQueue()
         var outbox: [UInt8] = []
@@ -121,11 +126,15 @@ final class PoolEngine: @unchecked Sendable {
         var killAt: ContinuousClock.Instant?
         var timedOut: UInt64?
 
-        init(index: Int, process: ChildProcess<Void>, work: Connection, results: Connection, exitFD: Int32) {
+        init(
+            index: Int, process: ChildProcess<Void>, work: Connection, results: Connection, ring: ResultRing,
+            exitFD: Int32
+        ) {
             self.index = index
             self.process = process
             self.work = work
             self.results = results
+            self.ring = ring
             self.exitFD = exitFD
         }
     }
@@ -305,6 +314,7 @@ final class PoolEngine: @unchecked Sendable {
             let done: Bool = locked {
                 if slots.isEmpty && (terminating || (!accepting && pendingIsEmpty)) {
                     // Everything this engine opened is closed before anyone is told it ended.
+                    owners = []
                     onEnd?()
                     Platform.close(wake.read)
                     Platform.close(wake.write)
@@ -328,6 +338,8 @@ final class PoolEngine: @unchecked Sendable {
                     let left = next - .now
                     timeout = left <= .zero ? 0 : Int32(min((left / .milliseconds(1)).rounded(.up), 60_000))
                 }
+                // Results put in a ring from now on ring the doorbell; ones already there are taken first.
+                for slot in slots where mp_ring_prepare_wait(slot.ring.pointer) != 0 { timeout = 0 }
                 return false
             }
             if done { break }
@@ -338,14 +350,16 @@ final class PoolEngine: @unchecked Sendable {
                     var drain = [UInt8](repeating: 0, count: 256)
                     while read(wake.read, &drain, drain.count) > 0 {}
                 }
+                for slot in slots { mp_ring_end_wait(slot.ring.pointer) }
                 for (position, owner) in owners.enumerated() where fds[position + 1].revents != 0 {
                     guard slots.contains(where: { $0 === owner.slot }) else { continue }
                     switch owner.role {
-                    case 0: readResults(owner.slot)
+                    case 0: readPipe(owner.slot)
                     case 1: workerExited(owner.slot)
                     default: flush(owner.slot)
                     }
                 }
+                for slot in slots { takeResults(slot) }
                 enforceTimeouts()
                 dispatch()
             }
@@ -372,7 +386,9 @@ final class PoolEngine: @unchecked Sendable {
         return since + timeout * head.items
     }
 
-    private func readResults(_ slot: Slot) {
+    /// Reads what the results pipe holds: control messages are handled,
+    /// large results wait for their markers, doorbells only woke the engine.
+    private func readPipe(_ slot: Slot) {
         repeat {
             let frame: [UInt8]
             do {
@@ -380,8 +396,39 @@ final class PoolEngine: @unchecked Sendable {
             } catch {
                 return  // the worker is exiting; its exit descriptor reports it
             }
-            handle(frame, from: slot)
+            switch frame.first {
+            case PoolMessage.doorbell: continue
+            case PoolMessage.result: slot.pipeResults.append(frame)
+            default: handle(frame, from: slot)
+            }
         } while slot.results.hasBufferedMessage
+        takeResults(slot)
+    }
+
+    /// Handles the worker's results in the order it sent them: the ring's
+    /// records, and at each marker the next result from the pipe.
+    private func takeResults(_ slot: Slot) {
+        while true {
+            if slot.awaitingPipe > 0 {
+                guard !slot.pipeResults.isEmpty else { return }
+                slot.awaitingPipe -= 1
+                handle(slot.pipeResults.removeFirst(), from: slot)
+                continue
+            }
+            let record: [UInt8]
+            do {
+                guard let next = try slot.ring.take() else { return }
+                record = next
+            } catch {
+                signal(slot, SIGKILL)  // a worker that breaks the protocol is not trusted further
+                return
+            }
+            if record == [PoolMessage.onPipe] {
+                slot.awaitingPipe += 1
+            } else {
+                handle(record, from: slot)
+            }
+        }
     }
 
     private func handle(_ frame: [UInt8], from slot: Slot) {
@@ -424,6 +471,11 @@ final class PoolEngine: @unchecked Sendable {
     private func workerExited(_ slot: Slot) {
         _ = try? slot.process.wait(deadline: .now)
         guard let status = slot.process.terminationStatus else { return }
+        // Every result the worker sent counts, in order: the ring's, then the
+        // pipe's, the last of which may have lost its marker with the worker.
+        if (try? Platform.waitReadable([slot.results.readFD], deadline: .now).first) == true { readPipe(slot) }
+        takeResults(slot)
+        while !slot.pipeResults.isEmpty { handle(slot.pipeResults.removeFirst(), from: slot) }
         slots.removeAll { $0 === slot }
         slot.work.close()
         slot.results.close()
@@ -597,8 +649,9 @@ final class PoolEngine: @unchecked Sendable {
     private func startWorker(_ index: Int) throws -> Slot {
         let (childWork, work) = try Connection.pipe(duplex: false)
         let (results, childResults) = try Connection.pipe(duplex: false)
+        let ring = try ResultRing()
         let task = PoolWorkerTask(
-            index: index, work: childWork, results: childResults, initializerType: initializerType,
+            index: index, work: childWork, results: childResults, ring: ring, initializerType: initializerType,
             initializer: initializer, maxMemory: options.maxWorkerMemory)
         let process = try ChildProcess(
             task, name: "PoolWorker-\(index)", startMethod: options.startMethod, daemon: true)
@@ -607,6 +660,7 @@ final class PoolEngine: @unchecked Sendable {
         childResults.close()
         _ = fcntl(work.writeFD, F_SETFL, fcntl(work.writeFD, F_GETFL) | O_NONBLOCK)
         return Slot(
-            index: index, process: process, work: work, results: results, exitFD: process.exitDescriptor ?? -1)
+            index: index, process: process, work: work, results: results, ring: ring,
+            exitFD: process.exitDescriptor ?? -1)
     }
 }

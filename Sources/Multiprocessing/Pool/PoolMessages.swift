@@ -14,13 +14,22 @@
 /// - result: `2`, chunk id (8 bytes), kind (1 byte: `0` all values, `1` one
 ///   outcome per item), compute time in nanoseconds (8 bytes), payload;
 /// - retiring: `3`; the worker grew past its memory limit and exits without
-///   starting the chunks it still has.
+///   starting the chunks it still has;
+/// - on the pipe: `4`, a marker in the result ring: the next result is on the
+///   results pipe;
+/// - doorbell: `5`, on the pipe: the result ring has records for a pool that
+///   said it would sleep.
+///
+/// Results travel in the worker's ``ResultRing``, other messages on the
+/// results pipe.
 enum PoolMessage {
     static let work: UInt8 = 1
     static let stop: UInt8 = 2
     static let ready: UInt8 = 1
     static let result: UInt8 = 2
     static let retiring: UInt8 = 3
+    static let onPipe: UInt8 = 4
+    static let doorbell: UInt8 = 5
 
     static let resultHeaderSize = 18
 
@@ -40,8 +49,8 @@ enum PoolMessage {
         buffer.append(stop)
     }
 
+    /// Appends a result message, without a frame header: it goes in the result ring.
     static func appendResult(id: UInt64, kind: UInt8, nanoseconds: UInt64, payload: [UInt8], to buffer: inout [UInt8]) {
-        appendFrameHeader(length: resultHeaderSize + payload.count, to: &buffer)
         buffer.append(result)
         append(id, to: &buffer)
         buffer.append(kind)

@@ -9,6 +9,7 @@ struct PoolWorkerTask: ProcessTask {
     var index: Int
     var work: Connection
     var results: Connection
+    var ring: ResultRing
     /// The mangled name of an `InitializerRunner<I>`, and the wire encoding of the initializer.
     var initializerType: String?
     var initializer: [UInt8]?
@@ -72,17 +73,28 @@ struct PoolWorkerTask: ProcessTask {
                 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
             PoolMessage.appendResult(
                 id: id, kind: result.kind, nanoseconds: nanoseconds, payload: result.payload, to: &out)
+            // Each result is the pool's before the next chunk starts: if that
+            // chunk kills the worker, the pool knows exactly which one it was.
+            try send(result: out)
             if let maxMemory, residentMemory() > maxMemory {
-                PoolMessage.appendFrameHeader(length: 1, to: &out)
-                out.append(PoolMessage.retiring)
-                try out.withUnsafeBytes { try results.sendRaw($0) }
+                try results.sendBytes([PoolMessage.retiring])
                 return
             }
-            // Each result leaves before the next chunk starts: if that chunk
-            // kills the worker, the pool knows exactly which one it was.
-            try out.withUnsafeBytes { try results.sendRaw($0) }
             out.removeAll(keepingCapacity: true)
         }
+    }
+
+    /// Puts a result in the ring, or on the pipe with a marker in the ring
+    /// when it is large; rings the doorbell when the pool sleeps.
+    private func send(result: [UInt8]) throws {
+        let wake: Bool
+        if result.count <= ResultRing.largestInRing {
+            wake = result.withUnsafeBytes { ring.put($0) }
+        } else {
+            try results.sendBytes(result)
+            wake = withUnsafeBytes(of: PoolMessage.onPipe) { ring.put($0) }
+        }
+        if wake { try results.sendBytes([PoolMessage.doorbell]) }
     }
 
     /// Runs the initializer; returns the encoded error if it threw.

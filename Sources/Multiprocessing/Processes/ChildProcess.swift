@@ -34,11 +34,13 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         var outcome: Outcome?
         var outcomeRead = false
         var status: TerminationStatus?
+        /// Starts the child; dropped once it has, so the task's resources
+        /// (its connections, its shared memory) are not kept alive for it.
+        var launch: (@Sendable (ProcessIdentity) throws -> LaunchedChild)?
     }
 
     let state: Mutex<State>
     private let waitLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
 
     private static let counter = Atomic(0)
 
@@ -49,8 +51,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         let number = Self.counter.add(1, ordering: .relaxed).newValue
         self.name = name ?? "ChildProcess-\(number)"
         self.startMethod = startMethod
-        self.launch = launch
-        state = Mutex(State(daemon: daemon))
+        state = Mutex(State(daemon: daemon, launch: launch))
         pthread_mutex_init(waitLock, nil)
     }
 
@@ -130,11 +131,12 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     ///   be created; `.invalidArgument` in a daemon process, which may not have
     ///   children.
     public func start() throws {
-        let daemon = try state.withLock { state -> Bool in
+        let (daemon, launch) = try state.withLock {
+            state -> (Bool, @Sendable (ProcessIdentity) throws -> LaunchedChild) in
             switch state.phase {
             case .created:
                 state.phase = .starting
-                return state.daemon
+                return (state.daemon, state.launch!)
             case .closed:
                 throw MultiprocessingError(.closed, "process '\(name)' was closed")
             default:
@@ -152,7 +154,10 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
             let identity = ProcessIdentity(
                 name: name, pid: 0, daemon: daemon, parentPID: current.pid, parentName: current.name)
             let child = try launch(identity)
-            state.withLock { $0.phase = .running(child) }
+            state.withLock {
+                $0.phase = .running(child)
+                $0.launch = nil
+            }
             ChildRegistry.shared.add(self)
         } catch {
             state.withLock { $0.phase = .created }

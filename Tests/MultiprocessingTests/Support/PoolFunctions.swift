@@ -100,3 +100,11 @@ enum Leak20MiB: ProcessFunction {
         return getpid()
     }
 }
+
+/// Returns `input` bytes, each `input % 251`; kills its own worker on -1.
+enum BytesOfLength: ProcessFunction {
+    static func call(_ input: Int) -> [UInt8] {
+        if input == -1 { raise(SIGKILL) }
+        return [UInt8](repeating: UInt8(input % 251), count: input)
+    }
+}

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import CMultiprocessing
+
+/// The shared-memory ring a pool worker puts its results in (`ring.c`).
+///
+/// A result in the ring is the pool's as soon as `put` returns, even if the
+/// worker dies the next instant: the worker sends each result before it
+/// starts the next chunk without a system call, and wakes the pool (a
+/// doorbell frame on its results pipe) only when the pool said it would sleep.
+/// A result too large for the ring travels on the pipe, and a marker in the
+/// ring keeps its place in the order.
+struct ResultRing: Codable, Sendable {
+    /// Results up to this size go in the ring; larger ones on the pipe.
+    static let largestInRing = 8192
+    /// Room for the 256 small chunks a worker may hold at once, each with a
+    /// result of up to `largestInRing` bytes, rounded to a power of two.
+    static let capacity: UInt64 = 1 << 21
+
+    let memory: SharedMemory
+
+    init() throws {
+        memory = try SharedMemory(size: mp_ring_size(Self.capacity))
+        mp_ring_init(pointer, Self.capacity)
+    }
+
+    var pointer: OpaquePointer { OpaquePointer(memory.baseAddress) }
+
+    /// Worker: appends a record, waiting while the pool makes room. Returns
+    /// whether the pool asked to be woken.
+    func put(_ record: UnsafeRawBufferPointer) -> Bool {
+        while true {
+            let result = mp_ring_put(pointer, record.baseAddress, UInt32(record.count))
+            if result >= 0 { return result == 1 }
+            // Full: the pool is awake (it does not sleep while records wait) and drains it.
+            usleep(50)
+        }
+    }
+
+    /// Pool: the next record, `nil` when the ring is empty.
+    /// - Throws: `.decodingFailed` when the ring's memory is corrupt.
+    func take() throws -> [UInt8]? {
+        let length = mp_ring_peek(pointer)
+        if length == -1 { return nil }
+        guard length >= 0 else {
+            throw MultiprocessingError(.decodingFailed, "a pool worker's result ring is corrupt")
+        }
+        return [UInt8](unsafeUninitializedCapacity: Int(length)) { buffer, count in
+            mp_ring_take(pointer, buffer.baseAddress, UInt32(length))
+            count = Int(length)
+        }
+    }
+}
