@@ -658,6 +658,9 @@ final class PoolEngine: @unchecked Sendable {
         try process.start()
         childWork.close()
         childResults.close()
+        // Large chunks pass in fewer, larger writes (up to the system's pipe-max-size).
+        _ = mp_set_pipe_size(work.writeFD, 1 << 20)
+        _ = mp_set_pipe_size(results.readFD, 1 << 20)
         _ = fcntl(work.writeFD, F_SETFL, fcntl(work.writeFD, F_GETFL) | O_NONBLOCK)
         return Slot(
             index: index, process: process, work: work, results: results, ring: ring,

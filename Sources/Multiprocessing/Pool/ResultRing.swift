@@ -15,9 +15,10 @@ import CMultiprocessing
 /// ring keeps its place in the order.
 struct ResultRing: Codable, Sendable {
     /// Results up to this size go in the ring; larger ones on the pipe.
-    static let largestInRing = 8192
-    /// Room for the 256 small chunks a worker may hold at once, each with a
-    /// result of up to `largestInRing` bytes, rounded to a power of two.
+    static let largestInRing = 1 << 18
+    /// Room for several of the largest results, or for hundreds of small
+    /// ones. A worker whose next result does not fit waits for the pool,
+    /// which drains the ring whenever it holds records.
     static let capacity: UInt64 = 1 << 21
 
     let memory: SharedMemory
