@@ -19,6 +19,7 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <malloc.h>
 #endif
 
 static int boot_mode = 0;
@@ -292,6 +293,13 @@ int mp_is_main_thread(void) {
     return gettid() == getpid();
 #else
     return pthread_main_np();
+#endif
+}
+
+void mp_keep_freed_memory_for_reuse(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif
 }
 

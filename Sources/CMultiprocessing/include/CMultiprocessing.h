@@ -60,6 +60,11 @@ int mp_watch_lifeline(int fd);
 /// exits (PR_SET_PDEATHSIG), and kills it at once if `parent` is already gone.
 /// Only sound when that thread lives as long as its process: a main thread.
 int mp_die_with_parent(pid_t parent);
+/// Keeps large freed blocks in the C heap for reuse (glibc's mallopt), instead
+/// of unmapping them and faulting in fresh zeroed pages at the next
+/// allocation: for processes, such as pool workers, that allocate and free
+/// the same large arrays over and over. Does nothing elsewhere.
+void mp_keep_freed_memory_for_reuse(void);
 /// Whether the calling thread is the process's main thread.
 int mp_is_main_thread(void);
 /// Calls, harmlessly, the C library functions a forked child calls first, so

@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CMultiprocessing
 
 /// The task every pool worker runs: set up, then run chunks until told to stop.
 struct PoolWorkerTask: ProcessTask {
@@ -19,6 +20,8 @@ struct PoolWorkerTask: ProcessTask {
         // Its own process group: a timeout or a cancellation kills the worker
         // and whatever it started, together.
         _ = setpgid(0, 0)
+        // Chunks allocate and free the same large arrays over and over.
+        mp_keep_freed_memory_for_reuse()
         PoolWorker.currentIndex = index
         var out: [UInt8] = []
         if let failure = await initialize() {
