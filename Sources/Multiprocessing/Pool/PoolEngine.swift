@@ -23,15 +23,18 @@ final class ChunkJob: @unchecked Sendable {
     /// The work's name, and the index of the chunk's first item in its map.
     let work: String
     let firstItem: Int?
+    /// The map the chunk belongs to, which cancels its chunks together.
+    let group: ObjectIdentifier?
     let completion: @Sendable (ChunkOutcome) -> Void
     var cancelled = false
     var finished = false
 
     init(
         id: UInt64, typeName: String, payload: [UInt8], items: Int, work: String, firstItem: Int?,
-        completion: @escaping @Sendable (ChunkOutcome) -> Void
+        group: ObjectIdentifier?, completion: @escaping @Sendable (ChunkOutcome) -> Void
     ) {
         self.id = id
+        self.group = group
         self.typeName = typeName
         self.payload = payload
         self.items = items
@@ -211,6 +214,7 @@ final class PoolEngine: @unchecked Sendable {
         var items: Int
         var work: String
         var firstItem: Int?
+        var group: ObjectIdentifier? = nil
         var completion: @Sendable (ChunkOutcome) -> Void
     }
 
@@ -229,7 +233,8 @@ final class PoolEngine: @unchecked Sendable {
                 nextID += 1
                 return ChunkJob(
                     id: nextID, typeName: submission.typeName, payload: submission.payload, items: submission.items,
-                    work: submission.work, firstItem: submission.firstItem, completion: submission.completion)
+                    work: submission.work, firstItem: submission.firstItem, group: submission.group,
+                    completion: submission.completion)
             }
             pending += jobs
             dispatch()
@@ -252,6 +257,24 @@ final class PoolEngine: @unchecked Sendable {
                 finish(job, .failed(CancellationError()))
             } else if kill, let slot = slots.first(where: { $0.inFlight.contains(job) }) {
                 signal(slot, SIGKILL)
+            }
+        }
+        notify()
+        runCompletions()
+    }
+
+    /// Cancels every unfinished chunk of a group (a map), like ``cancel(_:kill:)``.
+    func cancel(group: ObjectIdentifier, kill: Bool) {
+        locked {
+            for job in pending[pendingHead...] where job.group == group && !job.finished && !job.cancelled {
+                // Dropped from the queue when its turn comes (see nextPending).
+                job.cancelled = true
+                finish(job, .failed(CancellationError()))
+            }
+            for slot in slots {
+                let running = slot.inFlight.remaining.filter { $0.group == group && !$0.finished }
+                for job in running { job.cancelled = true }
+                if kill && !running.isEmpty { signal(slot, SIGKILL) }
             }
         }
         notify()

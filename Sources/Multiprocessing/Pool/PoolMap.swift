@@ -221,25 +221,28 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private let source: AnyInputSource
     private let engine: PoolEngine
     private let window: Int
-    private var inFlight: [Int: (job: ChunkJob, items: Int)] = [:]
+    /// Chunks submitted whose results have not arrived.
+    private var inFlight = 0
     private var nextIndex = 0
     private var nextToYield = 0
     private var firstItem = 0
     private var exhausted = false
-    /// Finished chunks not yet taken, with their item counts; decoded when
-    /// taken (the storage is not generic, so filing costs no type lookup).
-    private var completed: [Int: (outcome: ChunkOutcome, items: Int)] = [:]
-    /// An unordered map's finished chunks, in the order they finished, from `finishedHead` on.
-    private var finishedOrder: [Int] = []
+    /// Finished chunks not yet taken, from `finishedHead` on, with their item
+    /// counts; decoded when taken. Ordered, entry `finishedHead + i` is chunk
+    /// `nextToYield + i` (`nil` until it arrives); unordered, they are in the
+    /// order they finished.
+    private var finished: [(outcome: ChunkOutcome, items: Int)?] = []
     private var finishedHead = 0
+    /// The non-nil entries of `finished`.
+    private var finishedCount = 0
     private var current = ChunkResults<Output>.values([])
     private var position = 0
     private var nanosecondsPerItem: Double?
     private var adaptiveSize = 1
     private var itemsDone = 0
     private let started = ContinuousClock.now
-    /// Finished chunks, by index, as the engine thread completes them.
-    private let arrivals = Inbox<(Int, ChunkOutcome)>()
+    /// Finished chunks (index, items, outcome), as the engine thread completes them.
+    private let arrivals = Inbox<(Int, Int, ChunkOutcome)>()
 
     init(_ map: PoolMap<Output>) {
         self.map = map
@@ -249,7 +252,7 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     }
 
     deinit {
-        for (job, _) in inFlight.values { engine.cancel(job, kill: false) }
+        if inFlight > 0 { engine.cancel(group: ObjectIdentifier(self), kill: false) }
     }
 
     /// The next chunk's results, or `nil` at the end of the map.
@@ -282,33 +285,40 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         while true {
             if takeCompleted() { return true }
             try await refill()
-            if inFlight.isEmpty && completed.isEmpty {
+            if inFlight == 0 && finishedCount == 0 {
                 reportFinished()
                 return false
             }
-            if inFlight.isEmpty { continue }
+            if inFlight == 0 { continue }
+            let group = ObjectIdentifier(self)
             let batch = await withTaskCancellationHandler {
                 await arrivals.takeAll()
-            } onCancel: { [engine, inFlight, arrivals] in
-                for (job, _) in inFlight.values { engine.cancel(job, kill: true) }
+            } onCancel: { [engine, arrivals] in
+                engine.cancel(group: group, kill: true)
                 arrivals.wake()
             }
             try Task.checkCancellation()
-            for (index, outcome) in batch { receive(outcome, index: index) }
+            for (index, items, outcome) in batch { receive(outcome, index: index, items: items) }
         }
     }
 
     /// Files a finished chunk's results and reports progress.
-    private func receive(_ outcome: ChunkOutcome, index: Int) {
-        guard let entry = inFlight.removeValue(forKey: index) else { return }
-        if case .result(_, _, let nanoseconds) = outcome, entry.items > 0 {
-            let perItem = Double(nanoseconds) / Double(entry.items)
+    private func receive(_ outcome: ChunkOutcome, index: Int, items: Int) {
+        inFlight -= 1
+        if case .result(_, _, let nanoseconds) = outcome, items > 0 {
+            let perItem = Double(nanoseconds) / Double(items)
             nanosecondsPerItem = nanosecondsPerItem.map { ($0 + perItem) / 2 } ?? perItem
         }
-        completed[index] = (outcome, entry.items)
-        if !map.ordered { finishedOrder.append(index) }
-        itemsDone += entry.items
-        if !(exhausted && inFlight.isEmpty) {
+        if map.ordered {
+            let position = finishedHead + index - nextToYield
+            while finished.count <= position { finished.append(nil) }
+            finished[position] = (outcome, items)
+        } else {
+            finished.append((outcome, items))
+        }
+        finishedCount += 1
+        itemsDone += items
+        if !(exhausted && inFlight == 0) {
             map.progress?(
                 PoolProgress(done: itemsDone, total: map.knownCount, elapsed: .now - started, isFinished: false))
         } else {
@@ -327,24 +337,19 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     /// Moves the next chunk's results (the next in order, or the next to
     /// finish) to `current`.
     private func takeCompleted() -> Bool {
-        let index: Int
-        if map.ordered {
-            guard completed[nextToYield] != nil else { return false }
-            index = nextToYield
-            nextToYield += 1
-        } else {
-            guard finishedHead < finishedOrder.count else { return false }
-            index = finishedOrder[finishedHead]
-            finishedHead += 1
-            if finishedHead == finishedOrder.count {
-                finishedOrder.removeAll(keepingCapacity: true)
-                finishedHead = 0
-            } else if finishedHead >= 1024 && finishedHead * 2 >= finishedOrder.count {
-                finishedOrder.removeFirst(finishedHead)
-                finishedHead = 0
-            }
+        guard finishedHead < finished.count, let (outcome, items) = finished[finishedHead] else { return false }
+        finished[finishedHead] = nil
+        finishedHead += 1
+        finishedCount -= 1
+        if map.ordered { nextToYield += 1 }
+        if finishedHead == finished.count {
+            finished.removeAll(keepingCapacity: true)
+            finishedHead = 0
+        } else if finishedHead >= 1024 && finishedHead * 2 >= finished.count {
+            finished.removeFirst(finishedHead)
+            finishedHead = 0
         }
-        current = completed.removeValue(forKey: index).map { map.decode($0.outcome, $0.items) } ?? .values([])
+        current = map.decode(outcome, items)
         position = 0
         return true
     }
@@ -353,16 +358,15 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private func refill() async throws {
         let typeName = try map.typeName.get()
         var submissions: [PoolEngine.Submission] = []
-        var indices: [(index: Int, items: Int)] = []
         var refilling = false
         while !exhausted {
             let size = nextChunkSize()
             // Small chunks need many in flight to keep the workers busy; large ones few.
             let limit = max(window, min(512, 4096 / size))
             // Refill in batches: once half the window has drained, fill it again.
-            if !refilling && inFlight.count > limit / 2 { break }
+            if !refilling && inFlight > limit / 2 { break }
             refilling = true
-            guard inFlight.count + submissions.count < limit && completed.count < limit else { break }
+            guard inFlight + submissions.count < limit && finishedCount < limit else { break }
             let (payload, count) = try await source.next(size)
             if count == 0 {
                 exhausted = true
@@ -373,14 +377,14 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             let arrivals = arrivals
             submissions.append(
                 PoolEngine.Submission(
-                    typeName: typeName, payload: payload, items: count, work: map.label, firstItem: firstItem
-                ) { arrivals.put((index, $0)) })
+                    typeName: typeName, payload: payload, items: count, work: map.label, firstItem: firstItem,
+                    group: ObjectIdentifier(self)
+                ) { arrivals.put((index, count, $0)) })
             firstItem += count
-            indices.append((index, count))
         }
         guard !submissions.isEmpty else { return }
-        let jobs = try engine.submit(submissions)
-        for (job, entry) in zip(jobs, indices) { inFlight[entry.index] = (job, entry.items) }
+        _ = try engine.submit(submissions)
+        inFlight += submissions.count
     }
 
     /// Explicit, or Python's rule for collections, or grown while items are fast.
