@@ -567,7 +567,7 @@ final class PoolEngine: @unchecked Sendable {
     }
 
     /// Gives queued chunks to workers, least busy first. A worker holds at most
-    /// two chunks, or up to 256 small ones (256 items in all), so that tiny
+    /// two chunks, or up to 1024 small ones (1024 items in all), so that tiny
     /// tasks travel in batches while a long chunk holds up little behind it.
     /// With a task timeout a worker holds one chunk, so its clock starts when
     /// the chunk does.
@@ -601,7 +601,7 @@ final class PoolEngine: @unchecked Sendable {
     private func canTake(_ slot: Slot) -> Bool {
         if options.taskTimeout != nil { return slot.inFlight.isEmpty }
         if slot.inFlight.count < 2 { return true }
-        return slot.inFlight.count < 256 && slot.inFlight.items < 256
+        return slot.inFlight.count < 1024 && slot.inFlight.items < 1024
     }
 
     private func nextPending() -> ChunkJob? {

@@ -362,7 +362,7 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         while !exhausted {
             let size = nextChunkSize()
             // Small chunks need many in flight to keep the workers busy; large ones few.
-            let limit = max(window, min(512, 4096 / size))
+            let limit = max(window, min(2048, 8192 / size))
             // Refill in batches: once half the window has drained, fill it again.
             if !refilling && inFlight > limit / 2 { break }
             refilling = true
