@@ -20,6 +20,8 @@ C_REFERENCE = {
     "W5.pipe.chunks1M": "C.pipe.bw",
     "W3.pool.apply": "C.pipe.pingpong8",
     "W5.shm.steady": "C.shm.bw",
+    "W5.shm.oneshot": "C.shm.oneshot",
+    "X.process.fork.raw": "C.fork.exit_wait",
 }
 
 
@@ -45,6 +47,7 @@ def main():
         python = load(f"{folder}/run{run}-python.json")
         anchor = load(f"{folder}/run{run}-anchor.json")
         c = load(f"{folder}/run{run}-c.json")
+        c.update(load(f"{folder}/run{run}-c-extra.json"))  # Benchmarks/c/shm_oneshot.c
         for name, result in swift.items():
             row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
                                          "anchor": [], "vs_anchor": []})

@@ -18,6 +18,7 @@ mkdir -p "$out"
 
 swift build -c release --product multiprocessing-bench --package-path "$root" >&2
 gcc -O2 -static -Wall -Wextra -o "$out/c_limits" "$shared/c_limits.c"
+gcc -O2 -Wall -Wextra -o "$out/shm_oneshot" "$root/Benchmarks/c/shm_oneshot.c"
 
 for run in $(seq 1 "$RUNS"); do
     echo "== run $run/$RUNS ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -26,6 +27,11 @@ for run in $(seq 1 "$RUNS"); do
         --json "$out/run$run-python.json" 2>/dev/null || echo "python run $run exited $?" >&2
     timeout -k 10 600 "$out/c_limits" --json "$out/run$run-c.json" >/dev/null 2>&1 \
         || echo "c_limits run $run exited $?" >&2
+    case ",$ONLY," in
+    *,W5,* | *,W5.shm,* | *,W5.shm.oneshot,*)
+        timeout -k 10 300 "$out/shm_oneshot" --json "$out/run$run-c-extra.json" \
+            || echo "shm_oneshot run $run exited $?" >&2 ;;
+    esac
     if [ "${ANCHOR:-0}" = 1 ]; then
         BENCH_NO_EXTRAS=1 BENCH_ONLY="$ONLY" timeout -k 10 900 python3 "$shared/python_anchor.py" \
             --json "$out/run$run-anchor.json" >/dev/null 2>&1 || echo "python_anchor run $run exited $?" >&2
