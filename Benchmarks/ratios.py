@@ -25,6 +25,13 @@ C_REFERENCE = {
 }
 
 
+# Library workloads (X.*) compared with the Python workload of the same shape.
+PYTHON_REFERENCE = {
+    "X.shm.oneshot.pooled": "W5.shm.oneshot",
+    "X.pipe.oneway.bytes8.unbatched": "W4.pipe.oneway.bytes8",
+}
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -51,13 +58,14 @@ def main():
         for name, result in swift.items():
             row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
                                          "anchor": [], "vs_anchor": []})
-            if name in anchor:
-                row["anchor"].append(anchor[name]["median"])
-                row["vs_anchor"].append(result["median"] / anchor[name]["median"])
+            py_name = PYTHON_REFERENCE.get(name, name)
+            if py_name in anchor:
+                row["anchor"].append(anchor[py_name]["median"])
+                row["vs_anchor"].append(result["median"] / anchor[py_name]["median"])
             row["swift"].append(result["median"])
-            if name in python:
-                row["python"].append(python[name]["median"])
-                row["vs_py"].append(result["median"] / python[name]["median"])
+            if py_name in python:
+                row["python"].append(python[py_name]["median"])
+                row["vs_py"].append(result["median"] / python[py_name]["median"])
             ref = C_REFERENCE.get(name)
             if ref and ref in c:
                 cval = in_ms(c[ref]) if result["unit"] == "ms" else c[ref]["median"]

@@ -160,6 +160,26 @@ func sharedMemoryWorkloads(_ report: inout Report) throws {
                     "create a 256 MiB SharedMemory, a new child (forkserver) attaches and fills it, the parent copies "
                     + "it out into a new array (copyBytes()); the segment is freed when the last mapping goes"))
     }
+    if selected("X.shm.oneshot.pooled") {
+        let pool = SharedMemoryPool()
+        var samples: [Double] = []
+        for _ in 0..<(reps(5) + 1) {
+            let start = now()
+            let memory = try pool.segment(size: size)
+            let child = try ChildProcess(SharedMemoryFill(memory: memory))
+            try child.start()
+            try child.join()
+            let copy = memory.copyBytes()
+            precondition(copy[size - 1] == 9)
+            samples.append(Double(size) / 1e9 / (now() - start).seconds)
+        }
+        report.add(
+            Measurement(
+                name: "X.shm.oneshot.pooled", unit: "GB/s", better: "higher", samples: Array(samples.dropFirst()),
+                note:
+                    "W5.shm.oneshot with the segment from a SharedMemoryPool: released when the child and the "
+                    + "parent let go, handed out again zeroed (the first, cold round is left out)"))
+    }
 }
 
 /// Increments a locked shared counter `times` times after "go".

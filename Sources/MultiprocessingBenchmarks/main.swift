@@ -45,10 +45,8 @@ if selected("W4") {
     try pipeMessages(&report)
     try queueWorkloads(&report)
 }
-if selected("W5") {
-    try pipeBulk(&report)
-    try sharedMemoryWorkloads(&report)
-}
+if selected("W5") { try pipeBulk(&report) }
+if selected("W5") || selected("X.shm") { try sharedMemoryWorkloads(&report) }
 if selected("X.lock") { try lockWorkloads(&report) }
 // The pool workloads run last: they start threads, and W1.process.fork needs a single-threaded harness.
 if ["W2", "W3", "W6", "W7", "X.pool"].contains(where: selected) { try poolWorkloads(&report) }

@@ -84,6 +84,100 @@ extension ProcessSuites {
             #expect(directoryEntries("/dev/shm") == shmBefore)
         }
 
+        @Test("a pool hands a released segment out again, zeroed, after its child let go", arguments: [StartMethod.spawn, .forkserver])
+        func poolReusesReleasedSegments(method: StartMethod) throws {
+            let pool = SharedMemoryPool()
+            let size = 1 << 20
+            var first: UnsafeMutableRawPointer?
+            do {
+                let memory = try pool.segment(size: size)
+                first = memory.baseAddress
+                let child = try ChildProcess(FillSegment(memory: memory, byte: 7), startMethod: method)
+                try child.start()
+                try child.join()
+                #expect(child.exitCode == 0)
+                #expect(memory.bytes.allSatisfy { $0 == 7 })
+            }
+            #expect(pool.retainedBytes > size)
+            let again = try pool.segment(size: size)
+            #expect(again.baseAddress == first)
+            #expect(again.bytes.allSatisfy { $0 == 0 })
+            #expect(pool.retainedBytes == 0)
+        }
+
+        @Test("a segment another process still maps, or died mapping, is never handed out again")
+        func poolNeverReusesAttachedSegments() throws {
+            let pool = SharedMemoryPool()
+            let size = 1 << 16
+            // A child that holds the segment past the parent's release, then writes to it.
+            let (mine, theirs) = try Connection.pipe()
+            var holder: ChildProcess<Void>?
+            do {
+                let memory = try pool.segment(size: size)
+                holder = try ChildProcess(HoldSegmentThenFill(memory: memory, control: theirs, byte: 5))
+                try holder!.start()
+                _ = try mine.receiveBytes()
+            }
+            #expect(pool.retainedBytes == 0)
+            let fresh = try pool.segment(size: size)
+            try mine.sendBytes([1])
+            _ = try mine.receiveBytes()
+            try holder!.join()
+            #expect(fresh.bytes.allSatisfy { $0 == 0 })
+
+            // A child killed while it maps the segment: the count stays, the segment is freed.
+            let (mine2, theirs2) = try Connection.pipe()
+            do {
+                let memory = try pool.segment(size: size)
+                let victim = try ChildProcess(HoldSegmentThenFill(memory: memory, control: theirs2, byte: 6))
+                try victim.start()
+                _ = try mine2.receiveBytes()
+                try victim.kill()
+                try victim.join()
+            }
+            #expect(pool.retainedBytes == 0)
+
+            // A forked child inherits the mapping: counted before the fork.
+            let (mine3, theirs3) = try Connection.pipe()
+            var forked: ChildProcess<Void>?
+            do {
+                let memory = try pool.segment(size: size)
+                forked = try ChildProcess(startMethod: .fork(allowingOtherThreads: true)) {
+                    try theirs3.sendBytes([1])
+                    // Blocking: the forked child has none of the parent's threads to await on.
+                    _ = try receiveBlocking(theirs3)
+                    memory.bytes.initializeMemory(as: UInt8.self, repeating: 4)
+                    try theirs3.sendBytes([2])
+                }
+                try forked!.start()
+                _ = try mine3.receiveBytes()
+            }
+            #expect(pool.retainedBytes == 0)
+            let another = try pool.segment(size: size)
+            try mine3.sendBytes([1])
+            _ = try mine3.receiveBytes()
+            try forked!.join()
+            #expect(another.bytes.allSatisfy { $0 == 0 })
+        }
+
+        @Test("1000 pooled segments through children leave no descriptor behind once the pool is gone")
+        func poolLeavesNothing() throws {
+            let descriptorsBefore = openDescriptors()
+            do {
+                let pool = SharedMemoryPool(maximumBytes: 4 << 20)
+                for index in 0..<1000 {
+                    let memory = try pool.segment(size: 1 << 12 + index % 3)
+                    memory.bytes[0] = 1
+                }
+                let memory = try pool.segment(size: 1 << 16)
+                let child = try ChildProcess(FillSegment(memory: memory, byte: 1))
+                try child.start()
+                try child.join()
+                #expect(pool.retainedBytes <= 4 << 20)
+            }
+            #expect(openDescriptors() == descriptorsBefore)
+        }
+
         @Test("async code takes the locks without blocking the cooperative pool")
         func asyncLocks() async throws {
             let counter = try SharedValue(0)
@@ -141,4 +235,9 @@ func directoryEntries(_ path: String) -> [String] {
             withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
     }
     return names.sorted()
+}
+
+/// A blocking receive, for a forked child whose parent had other threads.
+private func receiveBlocking(_ connection: Connection) throws -> [UInt8] {
+    try connection.receiveBytes()
 }

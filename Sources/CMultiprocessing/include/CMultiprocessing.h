@@ -60,6 +60,17 @@ int mp_watch_lifeline(int fd);
 /// exits (PR_SET_PDEATHSIG), and kills it at once if `parent` is already gone.
 /// Only sound when that thread lives as long as its process: a main thread.
 int mp_die_with_parent(pid_t parent);
+/// Pooled shared memory segments: `header` points at the segment's
+/// attachment count (an int64_t in the segment). Registered segments are
+/// counted once more, before the fork, for every child forked while they are
+/// registered.
+int mp_segment_register(void *header);
+void mp_segment_unregister(void *header);
+void mp_segment_attach(void *header);
+/// Uncounts this process; returns the processes still counted.
+int64_t mp_segment_detach(void *header);
+void mp_segment_set_attached(void *header, int64_t count);
+
 /// Keeps large freed blocks in the C heap for reuse (glibc's mallopt), instead
 /// of unmapping them and faulting in fresh zeroed pages at the next
 /// allocation: for processes, such as pool workers, that allocate and free

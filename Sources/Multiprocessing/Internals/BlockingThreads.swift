@@ -24,6 +24,15 @@ final class BlockingThreads: @unchecked Sendable {
         pthread_cond_init(wakeup, nil)
     }
 
+    /// In a forked child: the parent's threads, their queue and the state of
+    /// the lock (another thread may have held it) did not come along.
+    func forgetAfterFork() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wakeup, nil)
+        jobs = []
+        idle = 0
+    }
+
     /// Runs `body` on a blocking thread and returns its result.
     static func run<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
         try await withCheckedThrowingContinuation { continuation in

@@ -176,6 +176,7 @@ final class Zygote: Sendable {
             let parent = getppid()
             ForkServer.forgetAfterFork()
             ChildRegistry.shared.forgetAfterFork()
+            BlockingThreads.shared.forgetAfterFork()
             _ = Lifeline.forgetAfterFork()
             if fromMainThread { mp_die_with_parent(parent) }
             ClosureChunk.body = body

@@ -99,6 +99,7 @@ enum ChildRuntime {
         mp_set_boot_mode(3)
         ForkServer.forgetAfterFork()
         ChildRegistry.shared.forgetAfterFork()
+        BlockingThreads.shared.forgetAfterFork()
         let lifeline = Lifeline.forgetAfterFork()
         if forkedFromMainThread {
             mp_die_with_parent(identity.parentPID)

@@ -40,6 +40,7 @@ public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult
     if pid > 0 { return .parent(childPID: pid) }
     ForkServer.forgetAfterFork()
     ChildRegistry.shared.forgetAfterFork()
+    BlockingThreads.shared.forgetAfterFork()
     _ = Lifeline.forgetAfterFork()
     return .child
 }

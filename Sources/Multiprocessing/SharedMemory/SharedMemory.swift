@@ -36,6 +36,15 @@ public final class SharedMemory: @unchecked Sendable {
     public let name: String?
     /// Whether this object removes the name when it is released.
     private let ownsName: Atomic<Bool>
+    /// For a pooled segment: its attachment count, in the page after the
+    /// caller's bytes (see ``SharedMemoryPool``).
+    let header: UnsafeMutableRawPointer?
+    /// For a pooled segment in the process that created it: where it goes
+    /// back once no process maps it.
+    private let pool: SharedMemoryPool.Storage?
+    /// The bytes mapped: `size`, or for a pooled segment `size` rounded up
+    /// to a page and the header's page.
+    let mappedSize: Int
 
     /// Creates a zero-filled segment.
     ///
@@ -59,21 +68,85 @@ public final class SharedMemory: @unchecked Sendable {
         self.size = size
         name = nil
         ownsName = Atomic(false)
+        header = nil
+        pool = nil
+        mappedSize = size
     }
 
-    /// Maps a segment received from another process, or opened by name.
-    init(adopting fd: Int32, size: Int, name: String? = nil, ownsName: Bool = false) throws {
+    /// Maps a segment received from another process, or opened by name. A
+    /// pooled segment (`counted`) was counted for this process by the sender.
+    init(adopting fd: Int32, size: Int, counted: Bool = false, name: String? = nil, ownsName: Bool = false) throws {
+        let mappedSize = counted ? Self.pooledMappedSize(size) : size
         var status = stat()
         try Platform.retrying("fstat") { fstat(fd, &status) }
-        guard Int(status.st_size) == size else {
+        guard Int(status.st_size) == mappedSize else {
             throw MultiprocessingError(
-                .decodingFailed, "the shared memory descriptor holds \(status.st_size) bytes, not the \(size) expected")
+                .decodingFailed,
+                "the shared memory descriptor holds \(status.st_size) bytes, not the \(mappedSize) expected")
         }
-        baseAddress = try Self.map(fd: fd, size: size)
+        baseAddress = try Self.map(fd: fd, size: mappedSize)
         self.fd = fd
         self.size = size
         self.name = name
         self.ownsName = Atomic(ownsName)
+        self.mappedSize = mappedSize
+        pool = nil
+        if counted {
+            let header = baseAddress + (mappedSize - Self.pageSize)
+            if mp_segment_register(header) != 0 {
+                mp_segment_detach(header)
+                munmap(baseAddress, mappedSize)
+                throw MultiprocessingError(.systemCall, "out of memory registering a pooled shared memory segment")
+            }
+            self.header = header
+        } else {
+            header = nil
+        }
+    }
+
+    /// A segment of `pool`: `reused` (a descriptor and its mapping that no
+    /// process maps any more, zeroed here) or a new one.
+    init(pooledSize size: Int, pool: SharedMemoryPool.Storage, reused: (fd: Int32, base: UnsafeMutableRawPointer)?)
+        throws
+    {
+        let mappedSize = Self.pooledMappedSize(size)
+        let fd: Int32
+        let base: UnsafeMutableRawPointer
+        if let reused {
+            (fd, base) = reused
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        } else {
+            fd = mp_memfd_create("swift-multiprocessing", 1)
+            guard fd >= 0 else { throw Platform.error("memfd_create") }
+            do {
+                try Platform.retrying("ftruncate") { ftruncate(fd, off_t(mappedSize)) }
+                base = try Self.map(fd: fd, size: mappedSize, populate: false)
+            } catch {
+                Platform.close(fd)
+                throw error
+            }
+        }
+        let header = base + (mappedSize - Self.pageSize)
+        mp_segment_set_attached(header, 1)
+        guard mp_segment_register(header) == 0 else {
+            munmap(base, mappedSize)
+            Platform.close(fd)
+            throw MultiprocessingError(.systemCall, "out of memory registering a pooled shared memory segment")
+        }
+        self.fd = fd
+        baseAddress = base
+        self.mappedSize = mappedSize
+        self.header = header
+        self.size = size
+        self.pool = pool
+        name = nil
+        ownsName = Atomic(false)
+    }
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    static func pooledMappedSize(_ size: Int) -> Int {
+        (size + pageSize - 1) / pageSize * pageSize + pageSize
     }
 
     /// Creates a named segment that other processes can open by its name
@@ -151,7 +224,14 @@ public final class SharedMemory: @unchecked Sendable {
     }
 
     deinit {
-        munmap(baseAddress, size)
+        if let header {
+            mp_segment_unregister(header)
+            // No process maps it any more: its pool may hand it out again.
+            if mp_segment_detach(header) == 0, let pool, pool.keep(fd: fd, base: baseAddress, mappedSize: mappedSize) {
+                return
+            }
+        }
+        munmap(baseAddress, mappedSize)
         Platform.close(fd)
         if let name, ownsName.load(ordering: .acquiring) { shm_unlink("/" + name) }
     }
@@ -194,6 +274,12 @@ extension SharedMemory: Codable {
         var container = encoder.unkeyedContainer()
         try container.encode(transfer.add(fd))
         try container.encode(size)
+        try container.encode(header != nil)
+        // Counted now for the receiver, which takes the count over: the
+        // segment cannot go back to its pool while the descriptor travels.
+        // A value that never arrives leaves the count up, and the segment is
+        // freed instead of reused.
+        if let header { mp_segment_attach(header) }
     }
 
     public convenience init(from decoder: any Decoder) throws {
@@ -204,9 +290,10 @@ extension SharedMemory: Codable {
         var container = try decoder.unkeyedContainer()
         let fd = try transfer.take(container.decode(Int.self))
         let size = try container.decode(Int.self)
+        let counted = try container.decode(Bool.self)
         guard fd >= 0, size >= 1 else {
             throw MultiprocessingError(.decodingFailed, "a shared memory segment arrived without its descriptor")
         }
-        try self.init(adopting: fd, size: size)
+        try self.init(adopting: fd, size: size, counted: counted)
     }
 }

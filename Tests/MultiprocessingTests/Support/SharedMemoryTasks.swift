@@ -53,3 +53,25 @@ struct ReadNamedSegment: ProcessTask {
         return Array(memory.bytes.prefix(3))
     }
 }
+
+/// Fills a segment with `byte`.
+struct FillSegment: ProcessTask {
+    var memory: SharedMemory
+    var byte: UInt8
+    func run() {
+        memory.bytes.initializeMemory(as: UInt8.self, repeating: byte)
+    }
+}
+
+/// Holds a segment: says so, waits for "go", then fills it with `byte`.
+struct HoldSegmentThenFill: ProcessTask {
+    var memory: SharedMemory
+    var control: Connection
+    var byte: UInt8
+    func run() throws {
+        try control.sendBytes([1])
+        _ = try control.receiveBytes()
+        memory.bytes.initializeMemory(as: UInt8.self, repeating: byte)
+        try control.sendBytes([2])
+    }
+}
