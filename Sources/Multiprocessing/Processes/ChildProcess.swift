@@ -409,7 +409,7 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
         if startMethod.kind == .fork {
             launch = { identity in
                 // Look the output type up here, once, rather than in every forked child.
-                Launcher.resolveForForkedChildren(T.Output.self)
+                Launcher.resolveOutputForForkedChildren(of: T.self)
                 return try Launcher.launchForked(method: startMethod, identity: identity) {
                     runSynchronously { await ChildRuntime.perform(task) }
                 }

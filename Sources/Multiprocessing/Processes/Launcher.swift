@@ -168,10 +168,19 @@ enum Launcher {
         await ChildRuntime.perform(task)
     }
 
-    /// Makes sure `type`'s metadata exists in this process before it forks,
-    /// so that forked children find it instead of instantiating it each.
+    /// Looks `T.Output` up through `T`'s conformance, as a child's generic
+    /// code does, so that forked children find it cached instead of
+    /// demangling it each. Not optimized: specialized, it would skip the lookup.
+    @inline(never)
+    static func resolveOutputForForkedChildren<T: ProcessTask>(of type: T.Type) {
+        resolvedOutput.withLock { $0 = ObjectIdentifier(outputType(of: type)) }
+    }
+
     @_optimize(none)
-    static func resolveForForkedChildren(_ type: Any.Type) {}
+    private static func outputType<T: ProcessTask>(of type: T.Type) -> Any.Type { T.Output.self }
+
+    /// Where the lookup's result goes, so that it is not optimized away.
+    private static let resolvedOutput = Mutex<ObjectIdentifier?>(nil)
 
     static func direct(pid: pid_t) -> LaunchedChild {
         let pidfd = mp_pidfd_open(pid)
