@@ -24,7 +24,8 @@ struct ResultRing: Codable, Sendable {
     let memory: SharedMemory
 
     init() throws {
-        memory = try SharedMemory(size: mp_ring_size(Self.capacity))
+        // Touched a record at a time: the worker maps it without populating 2 MiB up front.
+        memory = try SharedMemory(size: mp_ring_size(Self.capacity), populatesOnAttach: false)
         mp_ring_init(pointer, Self.capacity)
     }
 

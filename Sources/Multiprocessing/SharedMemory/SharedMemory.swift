@@ -45,13 +45,21 @@ public final class SharedMemory: @unchecked Sendable {
     /// The bytes mapped: `size`, or for a pooled segment `size` rounded up
     /// to a page and the header's page.
     let mappedSize: Int
+    /// Whether a process that receives the segment maps all of it at once
+    /// (right for buffers that will be filled; not for a ring that is
+    /// touched a little at a time).
+    let populatesOnAttach: Bool
 
     /// Creates a zero-filled segment.
     ///
     /// - Parameter size: Its size in bytes, at least 1.
     /// - Throws: `.invalidArgument` for a size below 1; `.systemCall` when the
     ///   kernel refuses (for example for lack of memory).
-    public init(size: Int) throws {
+    public convenience init(size: Int) throws {
+        try self.init(size: size, populatesOnAttach: true)
+    }
+
+    init(size: Int, populatesOnAttach: Bool) throws {
         guard size >= 1 else {
             throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
         }
@@ -71,11 +79,15 @@ public final class SharedMemory: @unchecked Sendable {
         header = nil
         pool = nil
         mappedSize = size
+        self.populatesOnAttach = populatesOnAttach
     }
 
     /// Maps a segment received from another process, or opened by name. A
     /// pooled segment (`counted`) was counted for this process by the sender.
-    init(adopting fd: Int32, size: Int, counted: Bool = false, name: String? = nil, ownsName: Bool = false) throws {
+    init(
+        adopting fd: Int32, size: Int, counted: Bool = false, populate: Bool = true, name: String? = nil,
+        ownsName: Bool = false
+    ) throws {
         let mappedSize = counted ? Self.pooledMappedSize(size) : size
         var status = stat()
         try Platform.retrying("fstat") { fstat(fd, &status) }
@@ -84,12 +96,13 @@ public final class SharedMemory: @unchecked Sendable {
                 .decodingFailed,
                 "the shared memory descriptor holds \(status.st_size) bytes, not the \(mappedSize) expected")
         }
-        baseAddress = try Self.map(fd: fd, size: mappedSize)
+        baseAddress = try Self.map(fd: fd, size: mappedSize, populate: populate)
         self.fd = fd
         self.size = size
         self.name = name
         self.ownsName = Atomic(ownsName)
         self.mappedSize = mappedSize
+        populatesOnAttach = populate
         pool = nil
         if counted {
             let header = baseAddress + (mappedSize - Self.pageSize)
@@ -141,6 +154,7 @@ public final class SharedMemory: @unchecked Sendable {
         self.pool = pool
         name = nil
         ownsName = Atomic(false)
+        populatesOnAttach = true
     }
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -275,6 +289,7 @@ extension SharedMemory: Codable {
         try container.encode(transfer.add(fd))
         try container.encode(size)
         try container.encode(header != nil)
+        try container.encode(populatesOnAttach)
         // Counted now for the receiver, which takes the count over: the
         // segment cannot go back to its pool while the descriptor travels.
         // A value that never arrives leaves the count up, and the segment is
@@ -291,9 +306,10 @@ extension SharedMemory: Codable {
         let fd = try transfer.take(container.decode(Int.self))
         let size = try container.decode(Int.self)
         let counted = try container.decode(Bool.self)
+        let populate = try container.decode(Bool.self)
         guard fd >= 0, size >= 1 else {
             throw MultiprocessingError(.decodingFailed, "a shared memory segment arrived without its descriptor")
         }
-        try self.init(adopting: fd, size: size, counted: counted)
+        try self.init(adopting: fd, size: size, counted: counted, populate: populate)
     }
 }
