@@ -15,8 +15,10 @@ enum WireTrivialArrays {
 
     private static func kind<T>(of type: T.Type) -> Int? {
         #if _endian(little)
-            let id = ObjectIdentifier(T.self)
-            return types.firstIndex(of: id)
+            // An array is one reference: rule out plain values (numbers, most
+            // structs) with what the type's layout says, before looking further.
+            guard MemoryLayout<T>.size == MemoryLayout<[Int]>.size, !_isPOD(T.self) else { return nil }
+            return types.firstIndex(of: ObjectIdentifier(T.self))
         #else
             return nil
         #endif
