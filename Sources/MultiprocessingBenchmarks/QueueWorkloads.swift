@@ -141,18 +141,19 @@ func sharedMemoryWorkloads(_ report: inout Report) throws {
                     "256 MiB SharedMemory mapped and touched on both sides: the child copies in, signals, the parent copies out"
             ))
     }
+    /// One round of the one-shot shape with a segment from `segment`; GB/s.
+    func oneshot(_ segment: () throws -> SharedMemory) throws -> Double {
+        let start = now()
+        let memory = try segment()
+        let child = try ChildProcess(SharedMemoryFill(memory: memory))
+        try child.start()
+        try child.join()
+        let copy = memory.copyBytes()
+        precondition(copy[size - 1] == 9)
+        return Double(size) / 1e9 / (now() - start).seconds
+    }
     if selected("W5.shm.oneshot") {
-        var samples: [Double] = []
-        for _ in 0..<reps(5) {
-            let start = now()
-            let memory = try SharedMemory(size: size)
-            let child = try ChildProcess(SharedMemoryFill(memory: memory))
-            try child.start()
-            try child.join()
-            let copy = memory.copyBytes()
-            precondition(copy[size - 1] == 9)
-            samples.append(Double(size) / 1e9 / (now() - start).seconds)
-        }
+        let samples = try (0..<reps(5)).map { _ in try oneshot { try SharedMemory(size: size) } }
         report.add(
             Measurement(
                 name: "W5.shm.oneshot", unit: "GB/s", better: "higher", samples: samples,
@@ -162,17 +163,7 @@ func sharedMemoryWorkloads(_ report: inout Report) throws {
     }
     if selected("X.shm.oneshot.pooled") {
         let pool = SharedMemoryPool()
-        var samples: [Double] = []
-        for _ in 0..<(reps(5) + 1) {
-            let start = now()
-            let memory = try pool.segment(size: size)
-            let child = try ChildProcess(SharedMemoryFill(memory: memory))
-            try child.start()
-            try child.join()
-            let copy = memory.copyBytes()
-            precondition(copy[size - 1] == 9)
-            samples.append(Double(size) / 1e9 / (now() - start).seconds)
-        }
+        let samples = try (0..<(reps(5) + 1)).map { _ in try oneshot { try pool.segment(size: size) } }
         report.add(
             Measurement(
                 name: "X.shm.oneshot.pooled", unit: "GB/s", better: "higher", samples: Array(samples.dropFirst()),

@@ -54,17 +54,16 @@ final class ChunkJob: @unchecked Sendable {
 /// The chunks a worker holds, in the order it runs them: appended at the
 /// back, finished at the front, both in constant time.
 struct JobQueue {
-    private var jobs: [ChunkJob] = []
-    private var head = 0
+    private var jobs = FrontQueue<ChunkJob>()
     /// The items of all the chunks held.
     private(set) var items = 0
 
-    var count: Int { jobs.count - head }
-    var isEmpty: Bool { head == jobs.count }
-    var first: ChunkJob? { isEmpty ? nil : jobs[head] }
-    var remaining: [ChunkJob] { Array(jobs[head...]) }
+    var count: Int { jobs.count }
+    var isEmpty: Bool { jobs.isEmpty }
+    var first: ChunkJob? { jobs.first }
+    var remaining: [ChunkJob] { Array(jobs.remaining) }
 
-    func contains(_ job: ChunkJob) -> Bool { jobs[head...].contains { $0 === job } }
+    func contains(_ job: ChunkJob) -> Bool { jobs.remaining.contains { $0 === job } }
 
     mutating func append(_ job: ChunkJob) {
         jobs.append(job)
@@ -72,15 +71,7 @@ struct JobQueue {
     }
 
     mutating func removeFirst() {
-        items -= jobs[head].items
-        head += 1
-        if head == jobs.count {
-            jobs.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head >= 64 && head * 2 >= jobs.count {
-            jobs.removeFirst(head)
-            head = 0
-        }
+        items -= jobs.removeFirst().items
     }
 }
 

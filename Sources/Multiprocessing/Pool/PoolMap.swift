@@ -227,12 +227,10 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var nextToYield = 0
     private var firstItem = 0
     private var exhausted = false
-    /// Finished chunks not yet taken, from `finishedHead` on, with their item
-    /// counts; decoded when taken. Ordered, entry `finishedHead + i` is chunk
-    /// `nextToYield + i` (`nil` until it arrives); unordered, they are in the
-    /// order they finished.
-    private var finished: [(outcome: ChunkOutcome, items: Int)?] = []
-    private var finishedHead = 0
+    /// Finished chunks not yet taken, with their item counts; decoded when
+    /// taken. Ordered, entry `i` is chunk `nextToYield + i` (`nil` until it
+    /// arrives); unordered, they are in the order they finished.
+    private var finished = FrontQueue<(outcome: ChunkOutcome, items: Int)?>()
     /// The non-nil entries of `finished`.
     private var finishedCount = 0
     private var current = ChunkResults<Output>.values([])
@@ -310,9 +308,9 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             nanosecondsPerItem = nanosecondsPerItem.map { ($0 + perItem) / 2 } ?? perItem
         }
         if map.ordered {
-            let position = finishedHead + index - nextToYield
-            while finished.count <= position { finished.append(nil) }
-            finished[position] = (outcome, items)
+            let offset = index - nextToYield
+            while finished.count <= offset { finished.append(nil) }
+            finished[offset] = (outcome, items)
         } else {
             finished.append((outcome, items))
         }
@@ -337,18 +335,10 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     /// Moves the next chunk's results (the next in order, or the next to
     /// finish) to `current`.
     private func takeCompleted() -> Bool {
-        guard finishedHead < finished.count, let (outcome, items) = finished[finishedHead] else { return false }
-        finished[finishedHead] = nil
-        finishedHead += 1
+        guard let (outcome, items) = finished.first ?? nil else { return false }
+        finished.removeFirst()
         finishedCount -= 1
         if map.ordered { nextToYield += 1 }
-        if finishedHead == finished.count {
-            finished.removeAll(keepingCapacity: true)
-            finishedHead = 0
-        } else if finishedHead >= 1024 && finishedHead * 2 >= finished.count {
-            finished.removeFirst(finishedHead)
-            finishedHead = 0
-        }
         current = map.decode(outcome, items)
         position = 0
         return true
