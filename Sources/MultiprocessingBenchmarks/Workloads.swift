@@ -247,4 +247,3 @@ func pipeBulk(_ report: inout Report) throws {
             name: "W5.pipe.chunks1M", unit: "GB/s", better: "higher", samples: chunks,
             note: "256 MiB child -> parent as 256 messages of 1 MiB (receiveBytes(into:) one reused buffer)"))
 }
-

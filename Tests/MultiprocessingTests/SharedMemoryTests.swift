@@ -84,7 +84,9 @@ extension ProcessSuites {
             #expect(directoryEntries("/dev/shm") == shmBefore)
         }
 
-        @Test("a pool hands a released segment out again, zeroed, after its child let go", arguments: [StartMethod.spawn, .forkserver])
+        @Test(
+            "a pool hands a released segment out again, zeroed, after its child let go",
+            arguments: [StartMethod.spawn, .forkserver])
         func poolReusesReleasedSegments(method: StartMethod) throws {
             let pool = SharedMemoryPool()
             let size = 1 << 20

@@ -57,11 +57,12 @@ public final class SharedMemoryPool: Sendable {
         guard size >= 1 else {
             throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
         }
-        let reused = storage.take(mappedSize: SharedMemory.pooledMappedSize(size))
+        let mappedSize = SharedMemory.pooledMappedSize(size)
+        let reused = storage.take(mappedSize: mappedSize)
         do {
             return try SharedMemory(pooledSize: size, pool: storage, reused: reused)
         } catch {
-            if let reused { Storage.free(fd: reused.fd, base: reused.base, mappedSize: SharedMemory.pooledMappedSize(size)) }
+            if let reused { Storage.free(fd: reused.fd, base: reused.base, mappedSize: mappedSize) }
             throw error
         }
     }
