@@ -146,7 +146,8 @@ final class PoolEngine: @unchecked Sendable {
     private var finished = false
     private(set) var broken: MultiprocessingError?
     private var nextID: UInt64 = 0
-    private var completions: [() -> Void] = []
+    /// Chunks whose completions run once the lock is released.
+    private var completions: [(job: ChunkJob, outcome: ChunkOutcome)] = []
     private let wake: (read: Int32, write: Int32)
     private let initializerType: String?
     private let initializer: [UInt8]?
@@ -476,7 +477,8 @@ final class PoolEngine: @unchecked Sendable {
         let nanoseconds = (try? PoolMessage.read(UInt64.self, from: frame, at: 10)) ?? 0
         statistics[slot.index].tasksDone += job.items
         statistics[slot.index].busyTime += .nanoseconds(Int64(clamping: nanoseconds))
-        slot.runningSince = slot.inFlight.isEmpty ? nil : .now
+        // The clock matters only to a task timeout.
+        if options.taskTimeout != nil { slot.runningSince = slot.inFlight.isEmpty ? nil : .now }
         finish(
             job,
             .result(kind: frame[9], payload: frame[PoolMessage.resultHeaderSize...], nanoseconds: nanoseconds))
@@ -581,7 +583,7 @@ final class PoolEngine: @unchecked Sendable {
                 PoolMessage.appendWork(id: job.id, typeName: job.typeName, payload: job.payload, to: &slot.outbox)
                 slot.inFlight.append(job)
                 slot.assigned += job.items
-                if slot.inFlight.count == 1 { slot.runningSince = .now }
+                if slot.inFlight.count == 1 && options.taskTimeout != nil { slot.runningSince = .now }
                 progress = true
             }
         }
@@ -649,15 +651,15 @@ final class PoolEngine: @unchecked Sendable {
     private func finish(_ job: ChunkJob, _ outcome: ChunkOutcome) {
         guard !job.finished else { return }
         job.finished = true
-        completions.append { job.completion(outcome) }
+        completions.append((job, outcome))
     }
 
     private func runCompletions() {
-        let ready: [() -> Void] = locked {
-            defer { completions.removeAll() }
+        let ready = locked {
+            defer { completions.removeAll(keepingCapacity: true) }
             return completions
         }
-        for completion in ready { completion() }
+        for (job, outcome) in ready { job.completion(outcome) }
     }
 
     private func startWorker(_ index: Int) throws -> Slot {
