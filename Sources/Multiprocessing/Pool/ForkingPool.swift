@@ -174,10 +174,7 @@ final class Zygote: Sendable {
         if pid == 0 {
             Platform.close(pair[0])
             let parent = getppid()
-            ForkServer.forgetAfterFork()
-            ChildRegistry.shared.forgetAfterFork()
-            BlockingThreads.shared.forgetAfterFork()
-            _ = Lifeline.forgetAfterFork()
+            ChildRuntime.forgetParentAfterFork()
             if fromMainThread { mp_die_with_parent(parent) }
             ClosureChunk.body = body
             // Returns only in a worker, with its descriptors in place.

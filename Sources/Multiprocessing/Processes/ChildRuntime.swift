@@ -88,6 +88,18 @@ enum ChildRuntime {
         return frame
     }
 
+    /// In a child just forked, by any path: drops what was the parent's (its
+    /// fork server, its children, its blocking threads, which did not come
+    /// along, and its lifeline). Returns the read end of the parent's
+    /// lifeline, if it had one.
+    @discardableResult
+    static func forgetParentAfterFork() -> Int32? {
+        ForkServer.forgetAfterFork()
+        ChildRegistry.shared.forgetAfterFork()
+        BlockingThreads.shared.forgetAfterFork()
+        return Lifeline.forgetAfterFork()
+    }
+
     /// In a child made by `fork`: forget the parent's lifeline, fork server
     /// and children, and follow the parent when it dies.
     ///
@@ -97,10 +109,7 @@ enum ChildRuntime {
     /// lifeline instead.
     static func becomeForkedChild(identity: ProcessIdentity, forkedFromMainThread: Bool) {
         mp_set_boot_mode(3)
-        ForkServer.forgetAfterFork()
-        ChildRegistry.shared.forgetAfterFork()
-        BlockingThreads.shared.forgetAfterFork()
-        let lifeline = Lifeline.forgetAfterFork()
+        let lifeline = forgetParentAfterFork()
         if forkedFromMainThread {
             mp_die_with_parent(identity.parentPID)
         } else if let lifeline {

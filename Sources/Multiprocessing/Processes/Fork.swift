@@ -38,10 +38,7 @@ public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult
     let pid = fork()
     if pid < 0 { throw Platform.error("fork") }
     if pid > 0 { return .parent(childPID: pid) }
-    ForkServer.forgetAfterFork()
-    ChildRegistry.shared.forgetAfterFork()
-    BlockingThreads.shared.forgetAfterFork()
-    _ = Lifeline.forgetAfterFork()
+    ChildRuntime.forgetParentAfterFork()
     return .child
 }
 

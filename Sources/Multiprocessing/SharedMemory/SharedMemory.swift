@@ -60,19 +60,8 @@ public final class SharedMemory: @unchecked Sendable {
     }
 
     init(size: Int, populatesOnAttach: Bool) throws {
-        guard size >= 1 else {
-            throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
-        }
-        let fd = mp_memfd_create("swift-multiprocessing", 1)
-        guard fd >= 0 else { throw Platform.error("memfd_create") }
-        do {
-            try Platform.retrying("ftruncate") { ftruncate(fd, off_t(size)) }
-            baseAddress = try Self.map(fd: fd, size: size, populate: false)
-        } catch {
-            Platform.close(fd)
-            throw error
-        }
-        self.fd = fd
+        try Self.check(size: size)
+        (fd, baseAddress) = try Self.makeAnonymous(mappedSize: size)
         self.size = size
         name = nil
         ownsName = Atomic(false)
@@ -129,15 +118,7 @@ public final class SharedMemory: @unchecked Sendable {
             (fd, base) = reused
             base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         } else {
-            fd = mp_memfd_create("swift-multiprocessing", 1)
-            guard fd >= 0 else { throw Platform.error("memfd_create") }
-            do {
-                try Platform.retrying("ftruncate") { ftruncate(fd, off_t(mappedSize)) }
-                base = try Self.map(fd: fd, size: mappedSize, populate: false)
-            } catch {
-                Platform.close(fd)
-                throw error
-            }
+            (fd, base) = try Self.makeAnonymous(mappedSize: mappedSize)
         }
         let header = base + (mappedSize - Self.pageSize)
         mp_segment_set_attached(header, 1)
@@ -155,6 +136,27 @@ public final class SharedMemory: @unchecked Sendable {
         name = nil
         ownsName = Atomic(false)
         populatesOnAttach = true
+    }
+
+    /// Throws `.invalidArgument` for a size below 1.
+    static func check(size: Int) throws {
+        guard size >= 1 else {
+            throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
+        }
+    }
+
+    /// A new anonymous, zero-filled segment, mapped without populating it
+    /// (its pages would be zeroed twice).
+    private static func makeAnonymous(mappedSize: Int) throws -> (fd: Int32, base: UnsafeMutableRawPointer) {
+        let fd = mp_memfd_create("swift-multiprocessing", 1)
+        guard fd >= 0 else { throw Platform.error("memfd_create") }
+        do {
+            try Platform.retrying("ftruncate") { ftruncate(fd, off_t(mappedSize)) }
+            return (fd, try map(fd: fd, size: mappedSize, populate: false))
+        } catch {
+            Platform.close(fd)
+            throw error
+        }
     }
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -180,9 +182,7 @@ public final class SharedMemory: @unchecked Sendable {
     /// The corresponding C function is `shm_open` with `O_CREAT | O_EXCL`.
     public static func create(named name: String, size: Int) throws -> SharedMemory {
         let path = try checkedPath(name)
-        guard size >= 1 else {
-            throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
-        }
+        try check(size: size)
         let fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
         do {
@@ -229,9 +229,8 @@ public final class SharedMemory: @unchecked Sendable {
     }
 
     /// Maps the segment. `populate` maps every page at once: one bulk
-    /// operation instead of a page fault per 4 KiB on first touch; a new
-    /// segment is not populated, since its pages would be zeroed twice.
-    private static func map(fd: Int32, size: Int, populate: Bool = true) throws -> UnsafeMutableRawPointer {
+    /// operation instead of a page fault per 4 KiB on first touch.
+    private static func map(fd: Int32, size: Int, populate: Bool) throws -> UnsafeMutableRawPointer {
         let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0)
         guard let address, address != MAP_FAILED else { throw Platform.error("mmap") }
         return address

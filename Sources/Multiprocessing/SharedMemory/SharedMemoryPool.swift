@@ -54,9 +54,7 @@ public final class SharedMemoryPool: Sendable {
     /// - Throws: `.invalidArgument` for a size below 1; `.systemCall` when
     ///   the kernel refuses.
     public func segment(size: Int) throws -> SharedMemory {
-        guard size >= 1 else {
-            throw MultiprocessingError(.invalidArgument, "a shared memory segment needs at least 1 byte, not \(size)")
-        }
+        try SharedMemory.check(size: size)
         let mappedSize = SharedMemory.pooledMappedSize(size)
         let reused = storage.take(mappedSize: mappedSize)
         do {

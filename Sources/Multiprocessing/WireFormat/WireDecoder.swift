@@ -296,7 +296,7 @@ struct WireReader {
 }
 
 /// A value or container being read, kept on the decoder's frame stack.
-struct WireDecodingFrame {
+struct WireDecodingFrame: WirePathFrame {
     enum Kind {
         /// A value whose `init(from:)` has not asked for a container yet.
         case value
@@ -335,7 +335,9 @@ struct WireDecodingFrame {
 /// Only the thread running that call touches it, and no access to a property
 /// overlaps another, so the runtime exclusivity checks are turned off for the
 /// hot properties.
-final class WireDecodingState {
+final class WireDecodingState: WireFrameStack {
+    static let failureCode = MultiprocessingError.Code.decodingFailed
+
     let reader: WireReader
     let bodyEnd: Int
     let keys: [String]
@@ -344,7 +346,8 @@ final class WireDecodingState {
     var nextSerial = 0
     @exclusivity(unchecked) var isActive = true
     let userInfo: [CodingUserInfoKey: any Sendable]
-    private var convertedUserInfo: [CodingUserInfoKey: Any]?
+    /// `userInfo` as `Codable` hands it out, converted on first use.
+    lazy var anyUserInfo: [CodingUserInfoKey: Any] = userInfo.mapValues { $0 as Any }
 
     /// Reads the key table from the end of the message.
     init(bytes: UnsafeRawBufferPointer, userInfo: [CodingUserInfoKey: any Sendable]) throws(WireFault) {
@@ -390,36 +393,6 @@ final class WireDecodingState {
         self.keys = keys
         self.bodyEnd = tableStart
         self.userInfo = userInfo
-    }
-
-    var anyUserInfo: [CodingUserInfoKey: Any] {
-        if let convertedUserInfo {
-            return convertedUserInfo
-        }
-        let converted = userInfo.mapValues { $0 as Any }
-        convertedUserInfo = converted
-        return converted
-    }
-
-    func codingPath(_ frame: Int) -> [any CodingKey] {
-        var path: [any CodingKey] = []
-        var index = frame
-        while index >= 0 && index < frames.count {
-            if let key = frames[index].key.codingKey {
-                path.append(key)
-            }
-            index = frames[index].parent
-        }
-        path.reverse()
-        return path
-    }
-
-    func failure(_ message: String, frame: Int, key: WirePathComponent = .none) -> MultiprocessingError {
-        var path = codingPath(frame)
-        if let key = key.codingKey {
-            path.append(key)
-        }
-        return .wireCodingFailure(.decodingFailed, message, at: path)
     }
 
     /// Checks that a container or decoder still belongs to a value being decoded.
@@ -552,6 +525,28 @@ final class WireDecodingState {
         return unsafeBitCast(none, to: T.self)
     }
 
+    /// How many elements a collection claims, refused when the bytes left
+    /// cannot hold them.
+    private func collectionCount(
+        _ position: inout Int, _ limit: Int, _ what: StaticString, bytesEach: Int, parent: Int, key: WirePathComponent
+    ) throws -> Int {
+        do {
+            return try reader.count(&position, limit, what, bytesEach: bytesEach)
+        } catch {
+            throw failure(error.message, frame: parent, key: key)
+        }
+    }
+
+    /// Runs `body` with a collection's frame (for coding paths) pushed, and
+    /// pops it afterwards, also when `body` throws.
+    private func withCollectionFrame(
+        parent: Int, key: WirePathComponent, start: Int, limit: Int, _ body: (Int) throws -> Void
+    ) throws {
+        let frame = try pushFrame(.collection, parent: parent, key: key, start: start, limit: limit, exact: false)
+        defer { dropFrames(from: frame) }
+        try body(frame)
+    }
+
     /// How many elements to reserve room for: never more memory than the budget.
     private func reservation(_ count: Int, stride: Int) -> Int {
         min(count, WireFormat.reservationBudget / max(stride, 1))
@@ -563,20 +558,14 @@ final class WireDecodingState {
         if WireFormat.isTrivialElement(E.self) {
             return try decodeTrivialArray(E.self, at: &position, limit: limit, parent: parent, key: key)
         }
-        let count: Int
-        do {
-            count = try reader.count(&position, limit, "an array", bytesEach: 1)
-        } catch {
-            throw failure(error.message, frame: parent, key: key)
-        }
+        let count = try collectionCount(&position, limit, "an array", bytesEach: 1, parent: parent, key: key)
         var array: [E] = []
         guard count > 0 else {
             return array
         }
         array.reserveCapacity(reservation(count, stride: MemoryLayout<E>.stride))
-        let frame = try pushFrame(.collection, parent: parent, key: key, start: position, limit: limit, exact: false)
         let composite = !WireFormat.isPrimitive(E.self) && !(E.self is any WireSpecialDecodable.Type)
-        do {
+        try withCollectionFrame(parent: parent, key: key, start: position, limit: limit) { frame in
             for index in 0..<count {
                 if composite {
                     array.append(
@@ -589,11 +578,7 @@ final class WireDecodingState {
                             collapsed: false))
                 }
             }
-        } catch {
-            dropFrames(from: frame)
-            throw error
         }
-        dropFrames(from: frame)
         return array
     }
 
@@ -602,12 +587,7 @@ final class WireDecodingState {
         _ type: E.Type, at position: inout Int, limit: Int, parent: Int, key: WirePathComponent
     ) throws -> [E] {
         let stride = MemoryLayout<E>.stride
-        let count: Int
-        do {
-            count = try reader.count(&position, limit, "an array", bytesEach: stride)
-        } catch {
-            throw failure(error.message, frame: parent, key: key)
-        }
+        let count = try collectionCount(&position, limit, "an array", bytesEach: stride, parent: parent, key: key)
         let byteCount = count * stride
         let source = UnsafeRawBufferPointer(start: reader.base + position, count: byteCount)
         if E.self == Bool.self {
@@ -639,29 +619,19 @@ final class WireDecodingState {
     func decodeSet<E: Decodable>(
         _ type: E.Type, at position: inout Int, limit: Int, parent: Int, key: WirePathComponent
     ) throws -> Set<E> {
-        let count: Int
-        do {
-            count = try reader.count(&position, limit, "a set", bytesEach: 1)
-        } catch {
-            throw failure(error.message, frame: parent, key: key)
-        }
+        let count = try collectionCount(&position, limit, "a set", bytesEach: 1, parent: parent, key: key)
         var set = Set<E>(minimumCapacity: reservation(count, stride: MemoryLayout<E>.stride))
         guard count > 0 else {
             return set
         }
-        let frame = try pushFrame(.collection, parent: parent, key: key, start: position, limit: limit, exact: false)
-        do {
+        try withCollectionFrame(parent: parent, key: key, start: position, limit: limit) { frame in
             for index in 0..<count {
                 set.insert(
                     try decodeValue(
                         E.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index),
                         collapsed: false))
             }
-        } catch {
-            dropFrames(from: frame)
-            throw error
         }
-        dropFrames(from: frame)
         return set
     }
 
@@ -669,19 +639,13 @@ final class WireDecodingState {
         _ keyType: K.Type, _ valueType: V.Type, at position: inout Int, limit: Int, parent: Int,
         key: WirePathComponent
     ) throws -> [K: V] {
-        let count: Int
-        do {
-            count = try reader.count(&position, limit, "a dictionary", bytesEach: 2)
-        } catch {
-            throw failure(error.message, frame: parent, key: key)
-        }
+        let count = try collectionCount(&position, limit, "a dictionary", bytesEach: 2, parent: parent, key: key)
         let stride = MemoryLayout<K>.stride + MemoryLayout<V>.stride
         var dictionary = [K: V](minimumCapacity: reservation(count, stride: stride))
         guard count > 0 else {
             return dictionary
         }
-        let frame = try pushFrame(.collection, parent: parent, key: key, start: position, limit: limit, exact: false)
-        do {
+        try withCollectionFrame(parent: parent, key: key, start: position, limit: limit) { frame in
             for index in 0..<count {
                 let elementKey = try decodeValue(
                     K.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index),
@@ -690,11 +654,7 @@ final class WireDecodingState {
                     V.self, at: &position, limit: limit, exact: false, parent: frame, key: .index(index),
                     collapsed: false)
             }
-        } catch {
-            dropFrames(from: frame)
-            throw error
         }
-        dropFrames(from: frame)
         return dictionary
     }
 
@@ -702,17 +662,10 @@ final class WireDecodingState {
         if frames[frame].kind == .keyed {
             return
         }
-        var position = frames[frame].start
         let limit = frames[frame].limit
-        let header = try reader.varint(&position, limit, "a container header")
-        guard header & 3 == WireFormat.keyedHeader else {
-            throw WireFault("expected a keyed container, found \(WireFormat.describeHeader(header))")
-        }
         // An entry takes at least a key index and a length.
-        guard header >> 2 <= UInt64((limit - position) / 2) else {
-            throw WireFault("keyed container claims \(header >> 2) entries but only \(limit - position) bytes remain")
-        }
-        let count = Int(header >> 2)
+        var (count, position) = try containerHeader(
+            frame, WireFormat.keyedHeader, "a keyed container", items: "entries", bytesEach: 2)
         let contentStart = position
         for _ in 0..<count {
             let keyIndex = try reader.varint(&position, limit, "a key index")
@@ -733,23 +686,33 @@ final class WireDecodingState {
         if frames[frame].kind == .unkeyed {
             return
         }
+        // An element takes at least its tag byte.
+        let (count, position) = try containerHeader(
+            frame, WireFormat.unkeyedHeader, "an unkeyed container", items: "elements", bytesEach: 1)
+        frames[frame].kind = .unkeyed
+        frames[frame].count = count
+        frames[frame].contentStart = position
+        if count == 0 {
+            frames[frame].end = position
+        }
+    }
+
+    /// Reads the header of the container at `frame`'s start: checks its
+    /// kind, and that the bytes left can hold its items at `bytesEach` bytes
+    /// at least. Returns the item count and where the items start.
+    private func containerHeader(
+        _ frame: Int, _ kind: UInt64, _ what: String, items: String, bytesEach: Int
+    ) throws(WireFault) -> (count: Int, position: Int) {
         var position = frames[frame].start
         let limit = frames[frame].limit
         let header = try reader.varint(&position, limit, "a container header")
-        guard header & 3 == WireFormat.unkeyedHeader else {
-            throw WireFault("expected an unkeyed container, found \(WireFormat.describeHeader(header))")
+        guard header & 3 == kind else {
+            throw WireFault("expected \(what), found \(WireFormat.describeHeader(header))")
         }
-        // An element takes at least its tag byte.
-        guard header >> 2 <= UInt64(limit - position) else {
-            throw WireFault(
-                "unkeyed container claims \(header >> 2) elements but only \(limit - position) bytes remain")
+        guard header >> 2 <= UInt64((limit - position) / bytesEach) else {
+            throw WireFault("\(what) claims \(header >> 2) \(items) but only \(limit - position) bytes remain")
         }
-        frames[frame].kind = .unkeyed
-        frames[frame].count = Int(header >> 2)
-        frames[frame].contentStart = position
-        if header >> 2 == 0 {
-            frames[frame].end = position
-        }
+        return (Int(header >> 2), position)
     }
 
     func openSingle(_ frame: Int) throws(WireFault) {

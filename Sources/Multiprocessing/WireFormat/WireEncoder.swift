@@ -77,7 +77,7 @@ public struct WireEncoder: Sendable {
 }
 
 /// A value or container being written, kept on the encoder's frame stack.
-struct WireEncodingFrame {
+struct WireEncodingFrame: WirePathFrame {
     enum Kind {
         /// A value whose `encode(to:)` has not asked for a container yet.
         case value
@@ -118,7 +118,9 @@ struct WireEncodingFrame {
 /// Only the thread running that call touches it, and no access to a property
 /// overlaps another, so the runtime exclusivity checks (a fifth of the time
 /// spent on small values) are turned off for the hot properties.
-final class WireEncodingState {
+final class WireEncodingState: WireFrameStack {
+    static let failureCode = MultiprocessingError.Code.encodingFailed
+
     @exclusivity(unchecked) var buffer: [UInt8] = []
     @exclusivity(unchecked) var frames: [WireEncodingFrame] = []
     @exclusivity(unchecked) var keys: [String] = []
@@ -128,19 +130,11 @@ final class WireEncodingState {
     /// container); thrown by the next write and at the end.
     @exclusivity(unchecked) var deferredError: MultiprocessingError?
     let userInfo: [CodingUserInfoKey: any Sendable]
-    private var convertedUserInfo: [CodingUserInfoKey: Any]?
+    /// `userInfo` as `Codable` hands it out, converted on first use.
+    lazy var anyUserInfo: [CodingUserInfoKey: Any] = userInfo.mapValues { $0 as Any }
 
     init(userInfo: [CodingUserInfoKey: any Sendable]) {
         self.userInfo = userInfo
-    }
-
-    var anyUserInfo: [CodingUserInfoKey: Any] {
-        if let convertedUserInfo {
-            return convertedUserInfo
-        }
-        let converted = userInfo.mapValues { $0 as Any }
-        convertedUserInfo = converted
-        return converted
     }
 
     @inline(__always)
@@ -251,27 +245,6 @@ final class WireEncodingState {
             keyIndexes[name] = index
         }
         return index
-    }
-
-    func codingPath(_ frame: Int) -> [any CodingKey] {
-        var path: [any CodingKey] = []
-        var index = frame
-        while index >= 0 && index < frames.count {
-            if let key = frames[index].key.codingKey {
-                path.append(key)
-            }
-            index = frames[index].parent
-        }
-        path.reverse()
-        return path
-    }
-
-    func failure(_ message: String, frame: Int, key: WirePathComponent = .none) -> MultiprocessingError {
-        var path = codingPath(frame)
-        if let key = key.codingKey {
-            path.append(key)
-        }
-        return .wireCodingFailure(.encodingFailed, message, at: path)
     }
 
     func pushFrame(_ kind: WireEncodingFrame.Kind, parent: Int, key: WirePathComponent) throws -> Int {

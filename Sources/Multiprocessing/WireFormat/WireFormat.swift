@@ -98,6 +98,47 @@ enum WireFormat {
     }
 }
 
+/// A frame of the encoder's or the decoder's stack: a value or container
+/// being coded, and where it sits in the coding path.
+protocol WirePathFrame {
+    var parent: Int { get }
+    var key: WirePathComponent { get }
+}
+
+/// The encoder's and the decoder's state: a stack of frames, from which
+/// coding paths and the errors that name them are built.
+protocol WireFrameStack: AnyObject {
+    associatedtype Frame: WirePathFrame
+    var frames: [Frame] { get }
+    /// `.encodingFailed` or `.decodingFailed`.
+    static var failureCode: MultiprocessingError.Code { get }
+}
+
+extension WireFrameStack {
+    /// The keys from the top level down to `frame`.
+    func codingPath(_ frame: Int) -> [any CodingKey] {
+        var path: [any CodingKey] = []
+        var index = frame
+        while index >= 0 && index < frames.count {
+            if let key = frames[index].key.codingKey {
+                path.append(key)
+            }
+            index = frames[index].parent
+        }
+        path.reverse()
+        return path
+    }
+
+    /// An error whose message starts with the coding path of `frame` (and `key` in it).
+    func failure(_ message: String, frame: Int, key: WirePathComponent = .none) -> MultiprocessingError {
+        var path = codingPath(frame)
+        if let key = key.codingKey {
+            path.append(key)
+        }
+        return .wireCodingFailure(Self.failureCode, message, at: path)
+    }
+}
+
 /// One step of a coding path, kept cheap to create on the hot path.
 enum WirePathComponent {
     case none
