@@ -402,7 +402,8 @@ final class PoolEngine: @unchecked Sendable {
     }
 
     /// Reads what the results pipe holds: control messages are handled,
-    /// large results wait for their markers, doorbells only woke the engine.
+    /// large results wait for their markers (taken by ``takeResults(_:)``,
+    /// which the caller runs next), doorbells only woke the engine.
     private func readPipe(_ slot: Slot) {
         repeat {
             let frame: [UInt8]
@@ -417,7 +418,6 @@ final class PoolEngine: @unchecked Sendable {
             default: handle(frame, from: slot)
             }
         } while slot.results.hasBufferedMessage
-        takeResults(slot)
     }
 
     /// Handles the worker's results in the order it sent them: the ring's
