@@ -30,9 +30,38 @@ static inline int mp_shared_cond_init(pthread_cond_t *cond) {
     return r;
 }
 
+/// A pause in a spin loop: tells the CPU, and a hypervisor, that this thread waits.
+static inline void mp_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// How many times a locker tries a held lock again before it sleeps. A
+/// queue's or a lock's critical section is a few hundred nanoseconds, far
+/// less than a futex sleep and wake-up, so a short spin usually wins; a
+/// robust mutex cannot be made adaptive by glibc, so the spin is done here.
+#define MP_LOCK_SPINS 200
+
 /// Locks `mutex`; if its owner died holding it, marks it consistent and goes on.
 static inline int mp_robust_lock(pthread_mutex_t *mutex) {
-    int r = pthread_mutex_lock(mutex);
+    int r;
+    for (int spin = 0; spin < MP_LOCK_SPINS; spin++) {
+#ifdef __GLIBC__
+        /* Look before trying, so that waiting does not bounce the lock's cache line. */
+        if (__atomic_load_n(&mutex->__data.__lock, __ATOMIC_RELAXED) != 0) {
+            mp_spin_pause();
+            continue;
+        }
+#endif
+        r = pthread_mutex_trylock(mutex);
+        if (r != EBUSY) goto locked;
+        mp_spin_pause();
+    }
+    r = pthread_mutex_lock(mutex);
+locked:
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(mutex);
         r = 0;

@@ -552,6 +552,44 @@ struct WireFormatTests {
         expectDecodingFailure([Int32].self, encoded)
     }
 
+    @Test func numbersAtTheTopLevelMatchTheGeneralPathAndRejectWhatItRejects() throws {
+        // An optional goes through the general path: its encoding is a
+        // presence byte, then what the fast path writes for the number alone.
+        func check<T: Codable & Equatable>(_ values: [T], sourceLocation: SourceLocation = #_sourceLocation) throws {
+            for value in values {
+                let fast = try WireEncoder().encode(value)
+                #expect([1] + fast == (try WireEncoder().encode(T?.some(value))), sourceLocation: sourceLocation)
+                #expect(try WireDecoder().decode(T.self, from: fast) == value, sourceLocation: sourceLocation)
+                for length in 0..<fast.count {
+                    expectDecodingFailure(T.self, Array(fast[..<length]), sourceLocation: sourceLocation)
+                }
+                expectDecodingFailure(T.self, fast + [0], sourceLocation: sourceLocation)
+            }
+        }
+        try check([0, 1, -1, 63, -64, 64, 300, Int.max, Int.min])
+        try check([Int64.max, Int64.min, 0])
+        try check([Int32.max, Int32.min, -5])
+        try check([Int16.max, Int16.min])
+        try check([Int8.min, Int8.max, 0])
+        try check([UInt8.max, 0])
+        try check([UInt.max, 0, 128])
+        try check([UInt64.max, 1 << 63])
+        try check([UInt32.max, UInt32(UInt16.max)])
+        try check([UInt16.max, 0])
+        try check([true, false])
+        try check([Float(-1.5), .infinity, .leastNonzeroMagnitude])
+        try check([Double.pi, -0.0, .greatestFiniteMagnitude])
+        #expect(try WireEncoder().encode(5) == [10, 0])
+        #expect(try WireEncoder().encode(-1) == [1, 0])
+        // A value that does not fit the type read, or a Bool byte other than
+        // 0 and 1, fails as it does on the general path.
+        expectDecodingFailure(Int32.self, try WireEncoder().encode(Int.max))
+        expectDecodingFailure(UInt16.self, try WireEncoder().encode(UInt.max))
+        expectDecodingFailure(Bool.self, [2, 0])
+        expectDecodingFailure(Int.self, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0])
+        expectDecodingFailure(Double.self, [0, 0, 0, 0, 0])
+    }
+
     private func bytes(of value: Int) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }

@@ -155,10 +155,12 @@ int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count);
 /// 0 does not wait. Returns 0, ETIMEDOUT (full), EPIPE (closed), EMSGSIZE
 /// (larger than the ring), or another errno.
 int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, int fd, int64_t timeout_ns);
-/// Removes the oldest record into a malloc'ed buffer (`*bytes`, `*length`),
-/// or for a ticket, receives its descriptor into `*fd` (else -1). Returns 0,
-/// ETIMEDOUT (empty), EPIPE (closed and empty), or another errno.
-int mp_queue_get(mp_queue *queue, void **bytes, uint64_t *length, int sock, int *fd, int64_t timeout_ns);
+/// Removes the oldest record into `buffer` when it fits in `capacity` bytes,
+/// else into a malloc'ed buffer (`*bytes`, `*length`), or for a ticket,
+/// receives its descriptor into `*fd` (else -1). Returns 0, ETIMEDOUT
+/// (empty), EPIPE (closed and empty), or another errno.
+int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes, uint64_t *length, int sock,
+                 int *fd, int64_t timeout_ns);
 /// Marks one record done (for join); EINVAL when more are marked than were put.
 int mp_queue_task_done(mp_queue *queue);
 /// Waits until every record put has been marked done.

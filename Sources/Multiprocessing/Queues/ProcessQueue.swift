@@ -122,32 +122,39 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   queue is closed and empty; `.decodingFailed` when the value is not an `Element`.
     @available(*, noasync, message: "Use the async get in async code")
     public func get(timeout: Duration? = nil) throws -> Element {
-        try WireDecoder().decode(Element.self, from: getBytes(timeout: timeout))
+        try take(timeout: timeout)
     }
 
     /// Takes the value at the front of the queue, waiting without blocking a cooperative thread.
     public func get() async throws -> Element {
-        let bytes = try await BlockingThreads.run { try self.getBytes(timeout: nil) }
-        return try WireDecoder().decode(Element.self, from: bytes)
+        try await BlockingThreads.run { try self.take(timeout: nil) }
     }
 
-    private func getBytes(timeout: Duration?) throws -> [UInt8] {
-        var bytes: UnsafeMutableRawPointer?
-        var length: UInt64 = 0
-        var fd: Int32 = -1
-        let result = mp_queue_get(header, &bytes, &length, sockets.receive, &fd, Platform.timeoutNanoseconds(timeout))
-        switch result {
-        case 0: break
-        case ETIMEDOUT: throw MultiprocessingError(.empty, "the queue stayed empty for \(timeout ?? .zero)")
-        case EPIPE: throw MultiprocessingError(.endOfStream, "the queue is closed and empty")
-        default: throw Platform.error("a queue get", result)
+    /// Small values are copied out of the ring onto the stack and decoded from there.
+    private static var stackLimit: Int { 256 }
+
+    private func take(timeout: Duration?) throws -> Element {
+        try withUnsafeTemporaryAllocation(byteCount: Self.stackLimit, alignment: 16) { buffer in
+            var bytes: UnsafeMutableRawPointer?
+            var length: UInt64 = 0
+            var fd: Int32 = -1
+            let result = mp_queue_get(
+                header, buffer.baseAddress, UInt64(buffer.count), &bytes, &length, sockets.receive, &fd,
+                Platform.timeoutNanoseconds(timeout))
+            switch result {
+            case 0: break
+            case ETIMEDOUT: throw MultiprocessingError(.empty, "the queue stayed empty for \(timeout ?? .zero)")
+            case EPIPE: throw MultiprocessingError(.endOfStream, "the queue is closed and empty")
+            default: throw Platform.error("a queue get", result)
+            }
+            if fd >= 0 {
+                let segment = try SharedMemory(adopting: fd, size: max(1, Int(length)))
+                return try WireDecoder().decode(
+                    Element.self, from: UnsafeRawBufferPointer(rebasing: segment.bytes[..<Int(length)]))
+            }
+            defer { if bytes != buffer.baseAddress { free(bytes) } }
+            return try WireDecoder().decode(Element.self, from: UnsafeRawBufferPointer(start: bytes, count: Int(length)))
         }
-        if fd >= 0 {
-            let segment = try SharedMemory(adopting: fd, size: max(1, Int(length)))
-            return Array(UnsafeRawBufferPointer(rebasing: segment.bytes[..<Int(length)]))
-        }
-        defer { free(bytes) }
-        return Array(UnsafeRawBufferPointer(start: bytes, count: Int(length)))
     }
 
     /// The number of values waiting (Python's `qsize()`).

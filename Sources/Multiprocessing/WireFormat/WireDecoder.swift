@@ -51,7 +51,11 @@ public struct WireDecoder: Sendable {
     ///   bytes are not a valid encoding of `type`; errors of other types thrown
     ///   by an `init(from:)` pass through unchanged.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
-        if let array = WireTrivialArrays.decode(T.self, from: bytes) { return array }
+        if let kind = WireScalars.kind(of: T.self) {
+            if let bits = WireScalars.bits(kind, from: bytes) { return WireScalars.value(bits, as: T.self) }
+        } else if let kind = WireTrivialArrays.kind(of: T.self), let layout = WireTrivialArrays.layout(kind, of: bytes) {
+            return WireTrivialArrays.array(kind, layout, from: bytes, as: T.self)
+        }
         let state: WireDecodingState
         do {
             state = try WireDecodingState(bytes: bytes, userInfo: userInfo)
@@ -236,9 +240,12 @@ struct WireReader {
         return narrowed
     }
 
-    /// Reads one of the types every container has a method for, or returns nil for other types.
+    /// Reads one of the types every container has a method for
+    /// (`WireFormat.isPrimitive(T.self)` must be true). It returns `T`, not
+    /// `T?`: in unspecialized code an optional of a generic type costs a
+    /// metadata lookup on every call.
     @inline(__always)
-    func primitive<T>(_ type: T.Type, _ position: inout Int, _ limit: Int) throws(WireFault) -> T? {
+    func primitive<T>(_ type: T.Type, _ position: inout Int, _ limit: Int) throws(WireFault) -> T {
         if T.self == String.self {
             return unsafeBitCast(try string(&position, limit, "a String"), to: T.self)
         } else if T.self == Int.self {
@@ -291,7 +298,7 @@ struct WireReader {
         } else if T.self == UInt128.self {
             return unsafeBitCast(try fixed(UInt128.self, &position, limit, "a UInt128"), to: T.self)
         }
-        return nil
+        preconditionFailure("\(T.self) is not a primitive of the wire format")
     }
 }
 
@@ -464,14 +471,12 @@ final class WireDecodingState: WireFrameStack {
         collapsed: Bool
     ) throws -> T {
         let value: T
-        let primitive: T?
-        do {
-            primitive = try reader.primitive(T.self, &position, limit)
-        } catch {
-            throw failure(error.message, frame: parent, key: key)
-        }
-        if let primitive {
-            value = primitive
+        if WireFormat.isPrimitive(T.self) {
+            do {
+                value = try reader.primitive(T.self, &position, limit)
+            } catch {
+                throw failure(error.message, frame: parent, key: key)
+            }
         } else if let special = T.self as? any WireSpecialDecodable.Type {
             value = try decodeSpecial(
                 special, as: T.self, at: &position, limit: limit, exact: exact, parent: parent, key: key,
@@ -825,9 +830,7 @@ final class WireDecodingState: WireFrameStack {
         }
         var position = range.lowerBound
         do throws(WireFault) {
-            guard let value = try reader.primitive(T.self, &position, range.upperBound) else {
-                throw WireFault("\(T.self) is not a primitive")
-            }
+            let value = try reader.primitive(T.self, &position, range.upperBound)
             guard position == range.upperBound else {
                 throw WireFault("\(range.upperBound - position) unexpected bytes after the value")
             }

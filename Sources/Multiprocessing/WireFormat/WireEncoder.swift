@@ -58,7 +58,7 @@ public struct WireEncoder: Sendable {
     ///   value cannot be encoded; other errors thrown by the value's
     ///   `encode(to:)` pass through unchanged.
     public func encode<T: Encodable>(_ value: T, into buffer: inout [UInt8]) throws {
-        if WireTrivialArrays.append(value, to: &buffer) { return }
+        if WireFastPath.append(value, to: &buffer) { return }
         let state = WireEncodingState(userInfo: userInfo)
         swap(&state.buffer, &buffer)
         defer { swap(&state.buffer, &buffer) }
