@@ -153,7 +153,8 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
                     Element.self, from: UnsafeRawBufferPointer(rebasing: segment.bytes[..<Int(length)]))
             }
             defer { if bytes != buffer.baseAddress { free(bytes) } }
-            return try WireDecoder().decode(Element.self, from: UnsafeRawBufferPointer(start: bytes, count: Int(length)))
+            return try WireDecoder().decode(
+                Element.self, from: UnsafeRawBufferPointer(start: bytes, count: Int(length)))
         }
     }
 

@@ -53,7 +53,8 @@ public struct WireDecoder: Sendable {
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
         if let kind = WireScalars.kind(of: T.self) {
             if let bits = WireScalars.bits(kind, from: bytes) { return WireScalars.value(bits, as: T.self) }
-        } else if let kind = WireTrivialArrays.kind(of: T.self), let layout = WireTrivialArrays.layout(kind, of: bytes) {
+        } else if let kind = WireTrivialArrays.kind(of: T.self), let layout = WireTrivialArrays.layout(kind, of: bytes)
+        {
             return WireTrivialArrays.array(kind, layout, from: bytes, as: T.self)
         }
         let state: WireDecodingState

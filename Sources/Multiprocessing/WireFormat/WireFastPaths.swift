@@ -228,7 +228,8 @@ enum WireTrivialArrays {
     ) -> [E] {
         [E](unsafeUninitializedCapacity: layout.count) { elements, initialized in
             UnsafeMutableRawBufferPointer(elements).copyMemory(
-                from: UnsafeRawBufferPointer(rebasing: bytes[layout.start..<(layout.start + layout.count * MemoryLayout<E>.stride)]))
+                from: UnsafeRawBufferPointer(
+                    rebasing: bytes[layout.start..<(layout.start + layout.count * MemoryLayout<E>.stride)]))
             initialized = layout.count
         }
     }
