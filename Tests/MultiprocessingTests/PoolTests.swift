@@ -24,6 +24,23 @@ extension ProcessSuites {
             }
         }
 
+        @Test("maps of different work running at once on one pool each get their own results")
+        func interleavedWork() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                // Chunks of the two maps alternate on each worker's pipe, so
+                // a work message's type changes from one chunk to the next.
+                async let squares = pool.map(SquareFunction.self, 0..<3000, chunkSize: 1).collect()
+                async let lengths = pool.map(BytesOfLength.self, 0..<3000, chunkSize: 1).collect()
+                async let tasks = pool.map(tasks: (0..<500).map { Square(number: $0) }).collect()
+                let (squareResults, lengthResults, taskResults) = try await (squares, lengths, tasks)
+                #expect(squareResults == (0..<3000).map { $0 * $0 })
+                #expect(lengthResults.map(\.count) == Array(0..<3000))
+                #expect(
+                    lengthResults.enumerated().allSatisfy { index, bytes in bytes.allSatisfy { $0 == index % 251 } })
+                #expect(taskResults == (0..<500).map { $0 * $0 })
+            }
+        }
+
         @Test("submit, apply and a completion callback")
         func submitAndApply() async throws {
             try await withProcessPool(workers: 2) { pool in

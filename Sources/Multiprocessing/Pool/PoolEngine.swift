@@ -111,6 +111,8 @@ final class PoolEngine: @unchecked Sendable {
         let exitFD: Int32
         var inFlight = JobQueue()
         var outbox: [UInt8] = []
+        /// The work type of the last chunk sent: the next of the same type goes without its name.
+        var lastTypeName: String?
         var ready = false
         var assigned = 0
         var stopping = false
@@ -569,26 +571,32 @@ final class PoolEngine: @unchecked Sendable {
             for slot in slots where !slot.stopping && slot.inFlight.isEmpty { stop(slot) }
         }
         guard !pendingIsEmpty else { return }
-        var progress = true
-        while progress && !pendingIsEmpty {
-            progress = false
-            let candidates = slots.filter { !$0.stopping && $0.timedOut == nil && canTake($0) }
-            for slot in candidates.sorted(by: { $0.inFlight.count < $1.inFlight.count }) {
-                guard let job = nextPending() else { break }
-                if let limit = options.maxTasksPerWorker, slot.assigned > 0, slot.assigned + job.items > limit {
-                    pendingHead -= 1
-                    stop(slot)
-                    continue
-                }
-                PoolMessage.appendWork(id: job.id, typeName: job.typeName, payload: job.payload, to: &slot.outbox)
-                slot.inFlight.append(job)
-                slot.assigned += job.items
-                if slot.inFlight.count == 1 && options.taskTimeout != nil { slot.runningSince = .now }
-                progress = true
+        // Each chunk goes to the worker holding the fewest.
+        while let slot = leastLoadedSlot(), let job = nextPending() {
+            if let limit = options.maxTasksPerWorker, slot.assigned > 0, slot.assigned + job.items > limit {
+                pendingHead -= 1
+                stop(slot)
+                continue
             }
+            let sameWork = slot.lastTypeName == job.typeName
+            PoolMessage.appendWork(
+                id: job.id, typeName: sameWork ? nil : job.typeName, payload: job.payload, to: &slot.outbox)
+            slot.lastTypeName = job.typeName
+            slot.inFlight.append(job)
+            slot.assigned += job.items
+            if slot.inFlight.count == 1 && options.taskTimeout != nil { slot.runningSince = .now }
         }
         for slot in slots where !slot.outbox.isEmpty { flush(slot) }
         compactPending()
+    }
+
+    /// The worker that can take another chunk and holds the fewest, if any.
+    private func leastLoadedSlot() -> Slot? {
+        var best: Slot?
+        for slot in slots where !slot.stopping && slot.timedOut == nil && canTake(slot) {
+            if best.map({ slot.inFlight.count < $0.inFlight.count }) ?? true { best = slot }
+        }
+        return best
     }
 
     private func canTake(_ slot: Slot) -> Bool {

@@ -267,6 +267,8 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         if let count = map.knownCount { all.reserveCapacity(count) }
         while true {
             switch current {
+            case .values(let values) where values.count == position + 1:
+                all.append(values[position])  // chunks of one item: cheaper than appending an array
             case .values(let values):
                 all += position == 0 ? values : Array(values[position...])
             case .results(let results):

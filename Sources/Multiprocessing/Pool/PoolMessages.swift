@@ -5,7 +5,8 @@
 ///
 /// Parent to worker:
 /// - work: `1`, chunk id (8 bytes), type name length (2 bytes), type name,
-///   then the chunk's payload (the wire encoding of its inputs);
+///   then the chunk's payload (the wire encoding of its inputs); the length
+///   `0xFFFF` and no name: the same type as the previous work message;
 /// - stop: `2`; the worker exits after the work sent before it.
 ///
 /// Worker to parent:
@@ -33,14 +34,22 @@ enum PoolMessage {
 
     static let resultHeaderSize = 18
 
-    static func appendWork(id: UInt64, typeName: String, payload: [UInt8], to buffer: inout [UInt8]) {
-        let nameLength = typeName.utf8.count
+    /// The type name length that stands for "the same type as the previous work message".
+    static let sameType: UInt16 = 0xFFFF
+
+    /// Appends a work message; a `nil` type name means the previous message's.
+    static func appendWork(id: UInt64, typeName: String?, payload: [UInt8], to buffer: inout [UInt8]) {
+        let nameLength = typeName?.utf8.count ?? 0
         let length = 1 + 8 + 2 + nameLength + payload.count
         appendFrameHeader(length: length, to: &buffer)
         buffer.append(work)
         append(id, to: &buffer)
-        append(UInt16(nameLength), to: &buffer)
-        buffer.append(contentsOf: typeName.utf8)
+        if let typeName {
+            append(UInt16(nameLength), to: &buffer)
+            buffer.append(contentsOf: typeName.utf8)
+        } else {
+            append(sameType, to: &buffer)
+        }
         buffer += payload
     }
 

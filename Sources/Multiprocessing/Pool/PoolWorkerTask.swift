@@ -36,8 +36,7 @@ struct PoolWorkerTask: ProcessTask {
         out.removeAll(keepingCapacity: true)
 
         var kinds: [String: any PoolWork.Type] = [:]
-        // Consecutive chunks are mostly of the same work: remember the last name's bytes.
-        var lastName: ArraySlice<UInt8> = []
+        var lastName = ""
         var lastKind: (any PoolWork.Type)?
         while true {
             let message: [UInt8]
@@ -49,31 +48,27 @@ struct PoolWorkerTask: ProcessTask {
             guard let tag = message.first else { continue }
             if tag == PoolMessage.stop { break }
             let id = try PoolMessage.read(UInt64.self, from: message, at: 1)
-            let nameLength = Int(try PoolMessage.read(UInt16.self, from: message, at: 9))
-            guard message.count >= 11 + nameLength else {
-                throw MultiprocessingError(.decodingFailed, "a work message is truncated")
+            let nameLength = try PoolMessage.read(UInt16.self, from: message, at: 9)
+            var payloadStart = 11
+            if nameLength != PoolMessage.sameType {
+                payloadStart += Int(nameLength)
+                guard message.count >= payloadStart else {
+                    throw MultiprocessingError(.decodingFailed, "a work message is truncated")
+                }
+                lastName = String(decoding: message[11..<payloadStart], as: UTF8.self)
+                lastKind = kinds[lastName] ?? (_typeByName(lastName) as? any PoolWork.Type)
+                kinds[lastName] = lastKind
             }
-            let nameBytes = message[11..<(11 + nameLength)]
-            if !nameBytes.elementsEqual(lastName) {
-                let name = String(decoding: nameBytes, as: UTF8.self)
-                lastKind = kinds[name] ?? (_typeByName(name) as? any PoolWork.Type)
-                kinds[name] = lastKind
-                lastName = nameBytes
-            }
-            let start = ContinuousClock.now
+            let start = monotonicNanoseconds()
             let result: (kind: UInt8, payload: [UInt8])
             if let kind = lastKind {
-                result = await kind.runChunk(message[(11 + nameLength)...])
+                result = await kind.runChunk(message[payloadStart...])
             } else {
-                let name = String(decoding: nameBytes, as: UTF8.self)
                 let error = MultiprocessingError(
-                    .unresolvableTask, "the pool worker cannot find the work type '\(name)'")
+                    .unresolvableTask, "the pool worker cannot find the work type '\(lastName)'")
                 result = encodeOutcomes([.failure(ErrorEnvelope(error, processName: ProcessIdentity.current.name))])
             }
-            let elapsed = ContinuousClock.now - start
-            let nanoseconds =
-                UInt64(elapsed.components.seconds) * 1_000_000_000
-                + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+            let nanoseconds = monotonicNanoseconds() &- start
             PoolMessage.appendResult(
                 id: id, kind: result.kind, nanoseconds: nanoseconds, payload: result.payload, to: &out)
             // Each result is the pool's before the next chunk starts: if that
@@ -115,6 +110,13 @@ struct PoolWorkerTask: ProcessTask {
             return try? WireEncoder().encode(ErrorEnvelope(error, processName: ProcessIdentity.current.name))
         }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, without `Duration`'s 128-bit arithmetic.
+private func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }
 
 /// This process's resident memory in bytes, from /proc/self/statm.
