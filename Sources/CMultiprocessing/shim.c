@@ -115,13 +115,18 @@ int mp_affinity_cpu_count(void) {
 #endif
 }
 
-int mp_memfd_create(const char *name, int cloexec) {
+int mp_anonymous_file(const char *name) {
 #if defined(__linux__)
-    return memfd_create(name, cloexec ? MFD_CLOEXEC : 0);
+    return memfd_create(name, MFD_CLOEXEC);
 #else
-    (void)name; (void)cloexec;
-    errno = ENOSYS;
-    return -1;
+    /* An unlinked temporary file: nothing is left behind once every descriptor closes. */
+    (void)name;
+    char path[] = "/tmp/swift-multiprocessing-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    unlink(path);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
 #endif
 }
 

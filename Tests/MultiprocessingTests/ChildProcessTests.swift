@@ -26,6 +26,20 @@ extension ProcessSuites {
             try child.close()
         }
 
+        @Test("a result of 4 MiB arrives whole from every start method")
+        func largeResult() async throws {
+            let count = 4 << 20
+            for method in Self.taskMethods {
+                let child = try ChildProcess(ManyBytes(count: count), startMethod: method)
+                try child.start()
+                // The child never waits for the parent to read its result.
+                #expect(try await child.join(timeout: .seconds(30)))
+                #expect(try child.value == (0..<count).map { UInt8($0 % 253) })
+            }
+            // The test runner has threads, so the forks happen in a spawned, single-threaded child.
+            #expect(try await ChildProcess.run(ManyBytesFromForks(count: count), startMethod: .spawn))
+        }
+
         @Test("the fork start method runs a closure that captures non-Codable state")
         func forkRunsClosure() async throws {
             // The test runner has threads, so the fork happens in a spawned, single-threaded child.

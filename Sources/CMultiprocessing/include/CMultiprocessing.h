@@ -41,7 +41,10 @@ int mp_pidfd_open(pid_t pid);
 int mp_pidfd_send_signal(int pidfd, int sig);
 long mp_thread_count(void);
 int mp_affinity_cpu_count(void);
-int mp_memfd_create(const char *name, int cloexec);
+/// A close-on-exec descriptor of a new, nameless file in memory (memfd; an
+/// unlinked temporary file where there is no memfd), freed when the last
+/// descriptor of it closes. -1 with errno on failure.
+int mp_anonymous_file(const char *name);
 
 /// posix_spawn of /proc/self/exe with argv/envp, placing `fds[i]` at
 /// descriptor MP_FD_JOB + i in the child and closing every other descriptor

@@ -45,6 +45,12 @@ enum Platform {
         return (fds[0], fds[1])
     }
 
+    /// A close-on-exec descriptor of a new, empty, nameless file in memory,
+    /// freed when its last descriptor closes.
+    static func makeAnonymousFile() throws -> Int32 {
+        try retrying("memfd_create") { mp_anonymous_file("swift-multiprocessing") }
+    }
+
     /// A connected pair of close-on-exec Unix sockets that keep message
     /// boundaries (SOCK_SEQPACKET), for messages that carry descriptors.
     static func makeMessageSocketPair() throws -> [Int32] {

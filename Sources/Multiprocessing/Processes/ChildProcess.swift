@@ -32,7 +32,6 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         var phase: Phase = .created
         var daemon: Bool
         var outcome: Outcome?
-        var outcomeRead = false
         var status: TerminationStatus?
         /// Starts the child; dropped once it has, so the task's resources
         /// (its connections, its shared memory) are not kept alive for it.
@@ -260,22 +259,11 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         defer { pthread_mutex_unlock(waitLock) }
         if state.withLock({ $0.status }) != nil { return true }
         while true {
-            let readOutcome = !state.withLock { $0.outcomeRead }
-            let fds = readOutcome ? [child.exitFD, child.resultFD] : [child.exitFD]
-            let ready: [Bool]
-            if child.exitFD >= 0 {
-                ready = try Platform.waitReadable(fds, deadline: deadline)
-            } else {
-                ready = try pollWithoutPidfd(child, fds: fds, deadline: deadline)
-            }
-            if readOutcome && ready[1] {
-                let outcome = Self.readOutcome(child.resultFD, blocking: true)
-                state.withLock {
-                    $0.outcome = outcome
-                    $0.outcomeRead = true
-                }
-            }
-            if ready[0] {
+            let exited =
+                child.exitFD >= 0
+                ? try Platform.waitReadable([child.exitFD], deadline: deadline)[0]
+                : try pollWithoutPidfd(child, deadline: deadline)
+            if exited {
                 reap(child)
                 return true
             }
@@ -292,16 +280,13 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         return true
     }
 
-    private func pollWithoutPidfd(_ child: LaunchedChild, fds: [Int32], deadline: ContinuousClock.Instant?) throws
-        -> [Bool]
-    {
+    /// Without a pidfd (kernels before 5.3): looks for the exit every 10 ms.
+    private func pollWithoutPidfd(_ child: LaunchedChild, deadline: ContinuousClock.Instant?) throws -> Bool {
         while true {
-            var ready = try Platform.waitReadable(
-                Array(fds.dropFirst()), deadline: min(deadline ?? .now + .milliseconds(10), .now + .milliseconds(10)))
             var status: Int32 = 0
-            let exited = waitpid(child.pid, &status, Int32(WNOHANG) | Int32(WNOWAIT)) == child.pid
-            ready.insert(exited, at: 0)
-            if ready.contains(true) || (deadline.map { $0 <= .now } ?? false) { return ready }
+            if waitpid(child.pid, &status, Int32(WNOHANG) | Int32(WNOWAIT)) == child.pid { return true }
+            if let deadline, deadline <= .now { return false }
+            usleep(10_000)
         }
     }
 
@@ -318,13 +303,9 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
             // End-of-file: the fork server died and took the worker's status with it.
             status = mp_read_all(child.exitFD, &reply, 8) == 0 ? TerminationStatus(waitStatus: reply.1) : .exited(255)
         }
-        let needOutcome = !state.withLock { $0.outcomeRead }
-        let outcome = needOutcome ? Self.readOutcome(child.resultFD, blocking: false) : nil
+        let outcome = Self.readOutcome(child.resultFD)
         state.withLock { state in
-            if needOutcome {
-                state.outcome = outcome
-                state.outcomeRead = true
-            }
+            state.outcome = outcome
             state.status = status
             state.phase = .finished(pid: child.pid)
         }
@@ -338,9 +319,11 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         Platform.close(child.resultFD)
     }
 
-    /// Reads the child's one outcome frame; `nil` if it sent none (it died first).
-    private static func readOutcome(_ fd: Int32, blocking: Bool) -> Outcome? {
-        if !blocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+    /// Reads the outcome frame the child wrote into its result file; `nil`
+    /// if it wrote none, or only part of one (it died first).
+    private static func readOutcome(_ fd: Int32) -> Outcome? {
+        // The child wrote through a descriptor sharing this one's offset.
+        guard lseek(fd, 0, SEEK_SET) == 0 else { return nil }
         var reader = FrameReader(fd: fd)
         guard let bytes = try? reader.readFrame(limit: Int.max) else { return nil }
         return try? Outcome(message: bytes)

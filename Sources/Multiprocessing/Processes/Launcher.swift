@@ -17,7 +17,10 @@ struct LaunchedChild: Sendable {
     var exitFD: Int32
     /// Whether the child is this process's own (so it reaps it with waitpid).
     var isDirect: Bool
-    /// Where the child writes its outcome frame.
+    /// The file the child writes its outcome frame into; read once it has
+    /// exited. A file rather than a pipe: the child never waits for the
+    /// parent to read, so the parent sleeps until the exit alone and wakes
+    /// once per child, not also when the outcome is written.
     var resultFD: Int32
 }
 
@@ -68,9 +71,9 @@ enum Launcher {
         var frame: [UInt8] = [0, 0, 0, 0]
         try WireEncoder().encode(job, into: &frame)
         let jobPipe = try Platform.makePipe()
-        let resultPipe: (read: Int32, write: Int32)
+        let resultFile: Int32
         do {
-            resultPipe = try Platform.makePipe()
+            resultFile = try Platform.makeAnonymousFile()
         } catch {
             Platform.close(jobPipe.read)
             Platform.close(jobPipe.write)
@@ -80,21 +83,20 @@ enum Launcher {
         do {
             switch method.kind {
             case .spawn:
-                child = try spawn(fds: [jobPipe.read, resultPipe.write, Lifeline.readEnd()] + extraFDs)
+                child = try spawn(fds: [jobPipe.read, resultFile, Lifeline.readEnd()] + extraFDs)
             case .forkserver:
-                child = try ForkServer.start(fds: [jobPipe.read, resultPipe.write] + extraFDs)
+                child = try ForkServer.start(fds: [jobPipe.read, resultFile] + extraFDs)
             case .zygote(let control):
-                child = try ForkServer.request(control: control, fds: [jobPipe.read, resultPipe.write] + extraFDs)
+                child = try ForkServer.request(control: control, fds: [jobPipe.read, resultFile] + extraFDs)
             case .fork:
                 preconditionFailure("fork children are launched by launchForked")
             }
         } catch {
-            for fd in [jobPipe.read, jobPipe.write, resultPipe.read, resultPipe.write] { Platform.close(fd) }
+            for fd in [jobPipe.read, jobPipe.write, resultFile] { Platform.close(fd) }
             throw error
         }
         Platform.close(jobPipe.read)
-        Platform.close(resultPipe.write)
-        child.resultFD = resultPipe.read
+        child.resultFD = resultFile
         // A child that dies before reading its job shows in its status, not here.
         try? Frame.write(reservedHeader: &frame, to: jobPipe.write)
         Platform.close(jobPipe.write)
@@ -125,27 +127,24 @@ enum Launcher {
         }
         _ = try Lifeline.readEnd()
         _ = warmedForForkedChildren
-        let resultPipe = try Platform.makePipe()
+        let resultFile = try Platform.makeAnonymousFile()
         let fromMainThread = mp_is_main_thread() != 0
         fflush(nil)
         let pid = fork()
         if pid < 0 {
             let code = errno
-            Platform.close(resultPipe.read)
-            Platform.close(resultPipe.write)
+            Platform.close(resultFile)
             throw Platform.error("fork", code)
         }
         if pid == 0 {
-            Platform.close(resultPipe.read)
             ChildRuntime.becomeForkedChild(identity: identity, forkedFromMainThread: fromMainThread)
             let (outcome, code) = body()
-            ChildRuntime.finish(outcome: outcome, resultFD: resultPipe.write)
+            ChildRuntime.finish(outcome: outcome, resultFD: resultFile)
             fflush(nil)
             mp_exit_now(code)
         }
-        Platform.close(resultPipe.write)
         var child = direct(pid: pid)
-        child.resultFD = resultPipe.read
+        child.resultFD = resultFile
         return child
     }
 

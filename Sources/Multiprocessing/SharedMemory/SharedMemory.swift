@@ -148,8 +148,7 @@ public final class SharedMemory: @unchecked Sendable {
     /// A new anonymous, zero-filled segment, mapped without populating it
     /// (its pages would be zeroed twice).
     private static func makeAnonymous(mappedSize: Int) throws -> (fd: Int32, base: UnsafeMutableRawPointer) {
-        let fd = mp_memfd_create("swift-multiprocessing", 1)
-        guard fd >= 0 else { throw Platform.error("memfd_create") }
+        let fd = try Platform.makeAnonymousFile()
         do {
             try Platform.retrying("ftruncate") { ftruncate(fd, off_t(mappedSize)) }
             return (fd, try map(fd: fd, size: mappedSize, populate: false))

@@ -19,6 +19,12 @@ struct AsyncSquare: ProcessTask {
     }
 }
 
+/// Returns `count` bytes, byte `i` being `i % 253`.
+struct ManyBytes: ProcessTask {
+    var count: Int
+    func run() -> [UInt8] { (0..<count).map { UInt8($0 % 253) } }
+}
+
 struct Nothing: ProcessTask {
     func run() {}
 }
@@ -143,6 +149,22 @@ struct ForkFromChild: ProcessTask {
         try child.start()
         try child.join()
         return try child.value
+    }
+}
+
+/// In a single-threaded child: forks a child for `ManyBytes(count:)` and
+/// one for a closure returning as many bytes, and checks both results.
+struct ManyBytesFromForks: ProcessTask {
+    var count: Int
+    func run() throws -> Bool {
+        let expected = try ManyBytes(count: count).run()
+        let task = try ChildProcess(ManyBytes(count: count), startMethod: .fork)
+        let closure = try ChildProcess(startMethod: .fork) { expected.reversed() as [UInt8] }
+        for child in [task as AnyChildProcess, closure] {
+            try child.start()
+            guard try child.join(timeout: .seconds(30)) else { return false }
+        }
+        return try task.value == expected && closure.value == expected.reversed()
     }
 }
 
