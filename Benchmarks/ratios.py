@@ -4,6 +4,8 @@ usage: python3 Benchmarks/ratios.py RESULTS_DIR RUNS
 
 Prints, for each Swift workload, the median over runs of the Swift figure, the
 Python figure and their ratio, and the ratios to the C limits the issues name.
+Results of the harness built with a dynamically linked Swift runtime
+(runN-swift-dynamic.json) appear as extra rows marked "[dynamic stdlib]".
 """
 import json
 import statistics
@@ -32,6 +34,9 @@ PYTHON_REFERENCE = {
 }
 
 
+DYNAMIC = "[dynamic stdlib]"
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -55,8 +60,11 @@ def main():
         anchor = load(f"{folder}/run{run}-anchor.json")
         c = load(f"{folder}/run{run}-c.json")
         c.update(load(f"{folder}/run{run}-c-extra.json"))  # Benchmarks/c/shm_oneshot.c
-        for name, result in swift.items():
-            row = rows.setdefault(name, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
+        dynamic = load(f"{folder}/run{run}-swift-dynamic.json")
+        swift.update({f"{name} {DYNAMIC}": result for name, result in dynamic.items()})
+        for label, result in swift.items():
+            name = label.removesuffix(f" {DYNAMIC}")
+            row = rows.setdefault(label, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
                                          "anchor": [], "vs_anchor": []})
             py_name = PYTHON_REFERENCE.get(name, name)
             if py_name in anchor:
