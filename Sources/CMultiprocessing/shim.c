@@ -334,11 +334,17 @@ void mp_exit_now(int code) {
 // parent cannot release a segment to its pool while the child is not yet
 // counted. (A fork that fails leaves a count too many: that segment is freed
 // instead of reused.)
+// The fork handlers are installed with the first segment, so that a
+// process without pooled segments writes nothing around its forks (every
+// page written after a fork is copied).
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int64_t **segments;
 static size_t segment_count, segment_capacity;
+static pthread_once_t segments_handlers_once = PTHREAD_ONCE_INIT;
+static void install_segments_handlers(void);
 
 int mp_segment_register(void *header) {
+    pthread_once(&segments_handlers_once, install_segments_handlers);
     pthread_mutex_lock(&segments_lock);
     if (segment_count == segment_capacity) {
         size_t capacity = segment_capacity ? 2 * segment_capacity : 16;
@@ -377,14 +383,17 @@ static void segments_before_fork(void) {
     for (size_t i = 0; i < segment_count; i++) atomic_fetch_add(segments[i], 1);
 }
 
-static void segments_after_fork_in_parent(void) { pthread_mutex_unlock(&segments_lock); }
+static void segments_after_fork(void) { pthread_mutex_unlock(&segments_lock); }
+
+static void install_segments_handlers(void) {
+    pthread_atfork(segments_before_fork, segments_after_fork, segments_after_fork);
+}
 
 // After fork only the forking thread exists: the watcher is not copied.
 static void reset_in_child(void) {
-    atomic_store(&own_threads, 0);
-    pthread_mutex_unlock(&segments_lock);
+    if (atomic_load(&own_threads) != 0) atomic_store(&own_threads, 0);
 }
 
 __attribute__((constructor)) static void mp_register_atfork(void) {
-    pthread_atfork(segments_before_fork, segments_after_fork_in_parent, reset_in_child);
+    pthread_atfork(NULL, NULL, reset_in_child);
 }

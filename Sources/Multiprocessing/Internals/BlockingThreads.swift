@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Synchronization
 
 /// Dedicated threads for blocking system calls made on behalf of async code.
 ///
@@ -24,9 +25,18 @@ final class BlockingThreads: @unchecked Sendable {
         pthread_cond_init(wakeup, nil)
     }
 
+    /// Whether this process (or the parent it was forked from) ever started one.
+    private static let started = Atomic(false)
+
     /// In a forked child: the parent's threads, their queue and the state of
-    /// the lock (another thread may have held it) did not come along.
-    func forgetAfterFork() {
+    /// the lock (another thread may have held it) did not come along. Writes
+    /// nothing when there never were any threads.
+    static func forgetAfterFork() {
+        guard started.load(ordering: .relaxed) else { return }
+        shared.forgetThreads()
+    }
+
+    private func forgetThreads() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wakeup, nil)
         jobs = []
@@ -46,7 +56,10 @@ final class BlockingThreads: @unchecked Sendable {
         let startThread = idle == 0
         if !startThread { pthread_cond_signal(wakeup) }
         pthread_mutex_unlock(mutex)
-        if startThread { startThreadRunning { self.serve() } }
+        if startThread {
+            Self.started.store(true, ordering: .relaxed)
+            startThreadRunning { self.serve() }
+        }
     }
 
     private func serve() {

@@ -44,10 +44,19 @@ final class ChildRegistry: Sendable {
         for child in all { _ = try? child.wait(deadline: nil) }
     }
 
-    /// In a forked child the parent's children are not this process's.
+    /// In a forked child the parent's children are not this process's. The
+    /// parent's table is set aside, not freed: freeing would write to pages
+    /// the child shares with its parent, copying each.
     func forgetAfterFork() {
-        children.withLock { $0.removeAll() }
+        children.withLock { children in
+            guard !children.isEmpty else { return }
+            Self.parentsChildren = children
+            children = [:]
+        }
     }
+
+    /// In a forked child: the parent's table, never used.
+    nonisolated(unsafe) private static var parentsChildren: [ObjectIdentifier: AnyChildProcess] = [:]
 
     private func snapshot() -> [AnyChildProcess] {
         children.withLock { Array($0.values) }

@@ -96,7 +96,7 @@ enum ChildRuntime {
     static func forgetParentAfterFork() -> Int32? {
         ForkServer.forgetAfterFork()
         ChildRegistry.shared.forgetAfterFork()
-        BlockingThreads.shared.forgetAfterFork()
+        BlockingThreads.forgetAfterFork()
         return Lifeline.forgetAfterFork()
     }
 

@@ -43,12 +43,18 @@ struct Job: Codable {
 /// that started the child exits).
 enum Lifeline {
     private static let ends = Mutex<(read: Int32, write: Int32)?>(nil)
+    /// The read end once made (-1 before): read without taking the lock,
+    /// which would write to memory around every fork.
+    private static let madeReadEnd = Atomic<Int32>(-1)
 
     static func readEnd() throws -> Int32 {
-        try ends.withLock { ends in
+        let made = madeReadEnd.load(ordering: .acquiring)
+        if made >= 0 { return made }
+        return try ends.withLock { ends in
             if let ends { return ends.read }
             let pipe = try Platform.makePipe()
             ends = pipe
+            madeReadEnd.store(pipe.read, ordering: .releasing)
             return pipe.read
         }
     }
@@ -56,7 +62,9 @@ enum Lifeline {
     /// In a forked child: drop the parent's lifeline (keeping its read end to
     /// watch) so the child's own children get a fresh one.
     static func forgetAfterFork() -> Int32? {
-        ends.withLock { ends in
+        guard madeReadEnd.load(ordering: .relaxed) >= 0 else { return nil }
+        madeReadEnd.store(-1, ordering: .relaxed)
+        return ends.withLock { ends in
             defer { ends = nil }
             guard let inherited = ends else { return nil }
             Platform.close(inherited.write)
