@@ -58,29 +58,45 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
     if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock(queue);
     if (r) return r;
-    while (!queue->closed && (queue->capacity - queue->used < needed ||
-                              (queue->max_count && queue->count >= queue->max_count))) {
+    for (;;) {
+        while (!queue->closed && (queue->capacity - queue->used < needed ||
+                                  (queue->max_count && queue->count >= queue->max_count))) {
+            r = wait_on(queue, &queue->not_full, timeout_ns, &deadline);
+            if (r) {
+                pthread_mutex_unlock(&queue->mutex);
+                return r;
+            }
+        }
+        if (queue->closed) {
+            pthread_mutex_unlock(&queue->mutex);
+            return EPIPE;
+        }
+        if (fd < 0) break;
+        /* The descriptor travels first, tagged with its ticket, so a consumer
+           can match it even if a producer died between the two steps. It is
+           sent without waiting: the socket holds a few hundred descriptors,
+           and only a get, which needs this lock, takes them out. A full
+           socket is a full queue: wait for a get, then try again. */
+        uint64_t ticket = queue->next_ticket;
+        if (mp_send_with_fds(sock, &ticket, sizeof ticket, &fd, 1, 1) >= 0) {
+            queue->next_ticket += 1;
+            break;
+        }
+        r = errno;
+        if (r != EAGAIN && r != EWOULDBLOCK) {
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
+        }
         r = wait_on(queue, &queue->not_full, timeout_ns, &deadline);
         if (r) {
             pthread_mutex_unlock(&queue->mutex);
             return r;
         }
     }
-    if (queue->closed) {
-        pthread_mutex_unlock(&queue->mutex);
-        return EPIPE;
-    }
     uint64_t tail = queue->head + queue->used;
     uint64_t word = payload | (fd >= 0 ? RECORD_TICKET : 0);
     if (fd >= 0) {
-        uint64_t ticket[2] = {queue->next_ticket++, length};
-        /* The descriptor travels first, tagged with its ticket, so a consumer
-           can match it even if a producer died between the two steps. */
-        if (mp_send_with_fds(sock, ticket, sizeof(uint64_t), &fd, 1) < 0) {
-            r = errno;
-            pthread_mutex_unlock(&queue->mutex);
-            return r;
-        }
+        uint64_t ticket[2] = {queue->next_ticket - 1, length};
         ring_copy_in(queue, tail, &word, 8);
         ring_copy_in(queue, tail + 8, ticket, 16);
     } else {

@@ -200,7 +200,7 @@ out:
     return err;
 }
 
-ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int dontwait) {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
@@ -218,7 +218,8 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
         memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)nfds);
     }
     ssize_t n;
-    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    int flags = MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0);
+    do { n = sendmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR);
     return n;
 }
 

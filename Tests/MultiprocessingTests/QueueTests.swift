@@ -51,6 +51,24 @@ extension ProcessSuites {
             try await producer.join()
         }
 
+        @Test("more large values than descriptors can wait in flight pass while the consumer lags")
+        func manyLargeValuesInFlight() throws {
+            // 17 KiB is over a 64 KiB ring's inline limit: each value travels
+            // in its own segment, whose descriptor waits in a socket until a
+            // get takes it; 1000 of them are more than the socket holds.
+            let queue = try ProcessQueue<[UInt8]>(bufferSize: 1 << 16)
+            let count = 1000
+            let producer = try ChildProcess(PutManyLargeValues(queue: queue, count: count, size: 17 << 10))
+            try producer.start()
+            usleep(300_000)  // let the producer run ahead
+            for index in 0..<count {
+                let value = try queue.get(timeout: .seconds(20))
+                #expect(value.count == 17 << 10 && value.allSatisfy { $0 == UInt8(index % 256) })
+            }
+            #expect(try producer.join(timeout: .seconds(20)))
+            #expect(producer.terminationStatus == .exited(0))
+        }
+
         @Test("a producer killed mid-stream leaves every value whose put returned, then the end")
         func producerKilledMidStream() throws {
             let queue = try ProcessQueue<[Int]>(bufferSize: 1 << 22)

@@ -51,8 +51,9 @@ int mp_anonymous_file(const char *name);
 /// above 2. Standard input becomes /dev/null. Returns 0 or an errno value.
 int mp_spawn_self(pid_t *pid, const int *fds, int nfds, char *const argv[], char *const envp[]);
 
-/// Sends `len` bytes and `nfds` descriptors (SCM_RIGHTS) in one sendmsg.
-ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/// Sends `len` bytes and `nfds` descriptors (SCM_RIGHTS) in one sendmsg;
+/// with `dontwait`, fails with EAGAIN rather than wait for room.
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int dontwait);
 /// Receives up to `len` bytes and up to `maxfds` descriptors (made close-on-exec).
 ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 

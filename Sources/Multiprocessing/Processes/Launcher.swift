@@ -261,7 +261,9 @@ enum ForkServer {
         let reply = try Platform.makePipe()
         let all = [reply.write] + fds
         var byte: UInt8 = 1
-        let sent = all.withUnsafeBufferPointer { mp_send_with_fds(control, &byte, 1, $0.baseAddress, Int32(all.count)) }
+        let sent = all.withUnsafeBufferPointer {
+            mp_send_with_fds(control, &byte, 1, $0.baseAddress, Int32(all.count), 0)
+        }
         Platform.close(reply.write)
         if sent < 0 {
             let code = errno

@@ -43,7 +43,9 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///
     /// - Parameters:
     ///   - maxCount: At most this many values wait in the queue; a put blocks
-    ///     (or throws `.full`) beyond. `nil`: no limit but the ring's size.
+    ///     (or throws `.full`) beyond. `nil`: no limit but the ring's size,
+    ///     and for values too large for the ring, the few hundred segment
+    ///     descriptors the queue's socket holds until gets take them.
     ///   - bufferSize: The ring's size in bytes.
     public init(maxCount: Int? = nil, bufferSize: Int = 1 << 20) throws {
         guard maxCount.map({ $0 >= 1 }) ?? true, bufferSize >= 4096 else {

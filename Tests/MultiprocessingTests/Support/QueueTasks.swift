@@ -34,6 +34,16 @@ struct PutBigValue: ProcessTask {
     }
 }
 
+/// Puts `count` values of `size` bytes, value `i` filled with `i % 256`.
+struct PutManyLargeValues: ProcessTask {
+    var queue: ProcessQueue<[UInt8]>
+    var count: Int
+    var size: Int
+    func run() throws {
+        for index in 0..<count { try queue.put([UInt8](repeating: UInt8(index % 256), count: size)) }
+    }
+}
+
 struct Unencodable: Codable, Sendable {
     var value: Int
     init(value: Int) { self.value = value }
