@@ -18,7 +18,7 @@ extern "C" {
 
 /// Descriptor numbers every child finds its channel on.
 #define MP_FD_JOB 3     /* parent -> child: the job frame */
-#define MP_FD_RESULT 4  /* child -> parent: the outcome frame */
+#define MP_FD_RESULT 4  /* child -> parent: the file the outcome frame is written into */
 #define MP_FD_LIFELINE 5 /* EOF when the parent is gone */
 #define MP_FD_FIRST_EXTRA 6
 
