@@ -157,7 +157,7 @@ struct ForkFromChild: ProcessTask {
 struct ManyBytesFromForks: ProcessTask {
     var count: Int
     func run() throws -> Bool {
-        let expected = try ManyBytes(count: count).run()
+        let expected = ManyBytes(count: count).run()
         let task = try ChildProcess(ManyBytes(count: count), startMethod: .fork)
         let closure = try ChildProcess(startMethod: .fork) { expected.reversed() as [UInt8] }
         for child in [task as AnyChildProcess, closure] {
