@@ -167,6 +167,27 @@ extension ProcessSuites {
             #expect(zombieChildren().isEmpty)
         }
 
+        @Test("a map of 1 MiB items keeps a bounded number of bytes in flight")
+        func largeItemsStayBounded() async throws {
+            try await withProcessPool(workers: 2) { pool in
+                let baseline = residentMemory()
+                var peak = baseline
+                var count = 0
+                for try await length in pool.mapUnordered(
+                    CountBytes.self, LargeItems(count: 1000, size: 1 << 20), chunkSize: 1)
+                {
+                    #expect(length == 1 << 20)
+                    count += 1
+                    if count % 10 == 0 { peak = max(peak, residentMemory()) }
+                }
+                #expect(count == 1000)
+                // 1000 MiB of input, at most 64 MiB of it encoded in flight at a
+                // time; the rest of the growth (about 190 MiB in all) is freed
+                // blocks the allocator keeps. Without a bound it grows past 800 MiB.
+                #expect(peak - baseline < 300 << 20, "grew by \((peak - baseline) >> 20) MiB")
+            }
+        }
+
         @Test("an endless input with a break after 1000 results finishes")
         func endlessInput() async throws {
             try await withProcessPool(workers: 2) { pool in

@@ -110,7 +110,7 @@ final class PoolEngine: @unchecked Sendable {
         var awaitingPipe = 0
         let exitFD: Int32
         var inFlight = JobQueue()
-        var outbox: [UInt8] = []
+        var outbox = Outbox()
         /// The work type of the last chunk sent: the next of the same type goes without its name.
         var lastTypeName: String?
         var ready = false
@@ -633,15 +633,10 @@ final class PoolEngine: @unchecked Sendable {
         flush(slot)
     }
 
-    /// Writes what the slot's outbox holds without blocking; the rest waits for POLLOUT.
+    /// Writes what the slot's outbox holds without blocking; the rest waits
+    /// for POLLOUT. A worker that is gone has its exit handled when reported.
     private func flush(_ slot: Slot) {
-        guard !slot.outbox.isEmpty else { return }
-        let written = slot.outbox.withUnsafeBytes { write(slot.work.writeFD, $0.baseAddress, $0.count) }
-        if written > 0 {
-            slot.outbox.removeFirst(written)
-        } else if written < 0 && errno != EAGAIN && errno != EINTR {
-            slot.outbox.removeAll()  // the worker is gone; its exit is handled when reported
-        }
+        _ = slot.outbox.flush(to: slot.work.writeFD)
     }
 
     private func signal(_ slot: Slot, _ signal: Int32) {

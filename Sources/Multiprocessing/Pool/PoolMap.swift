@@ -221,8 +221,12 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private let source: AnyInputSource
     private let engine: PoolEngine
     private let window: Int
-    /// Chunks submitted whose results have not arrived.
+    /// Chunks submitted whose results have not arrived, and their inputs' encoded bytes.
     private var inFlight = 0
+    private var inFlightBytes = 0
+    /// Inputs in flight stay under this many encoded bytes (plus one chunk),
+    /// whatever the chunk count allows: large items keep memory flat too.
+    static var inFlightByteLimit: Int { 64 << 20 }
     private var nextIndex = 0
     private var nextToYield = 0
     private var firstItem = 0
@@ -239,8 +243,8 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private var adaptiveSize = 1
     private var itemsDone = 0
     private let started = ContinuousClock.now
-    /// Finished chunks (index, items, outcome), as the engine thread completes them.
-    private let arrivals = Inbox<(Int, Int, ChunkOutcome)>()
+    /// Finished chunks (index, items, input bytes, outcome), as the engine thread completes them.
+    private let arrivals = Inbox<(Int, Int, Int, ChunkOutcome)>()
 
     init(_ map: PoolMap<Output>) {
         self.map = map
@@ -298,7 +302,10 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
                 arrivals.wake()
             }
             try Task.checkCancellation()
-            for (index, items, outcome) in batch { receive(outcome, index: index, items: items) }
+            for (index, items, bytes, outcome) in batch {
+                inFlightBytes -= bytes
+                receive(outcome, index: index, items: items)
+            }
         }
     }
 
@@ -350,33 +357,40 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     private func refill() async throws {
         let typeName = try map.typeName.get()
         var submissions: [PoolEngine.Submission] = []
+        var submittedBytes = 0
         var refilling = false
         while !exhausted {
             let size = nextChunkSize()
             // Small chunks need many in flight to keep the workers busy; large ones few.
-            let limit = max(window, min(2048, 8192 / size))
+            let limit = max(window, min(2048, 65536 / size))
             // Refill in batches: once half the window has drained, fill it again.
             if !refilling && inFlight > limit / 2 { break }
             refilling = true
-            guard inFlight + submissions.count < limit && finishedCount < limit else { break }
+            guard
+                inFlight + submissions.count < limit && finishedCount < limit
+                    && inFlightBytes + submittedBytes < Self.inFlightByteLimit
+            else { break }
             let (payload, count) = try await source.next(size)
             if count == 0 {
                 exhausted = true
                 break
             }
             let index = nextIndex
+            let bytes = payload.count
             nextIndex += 1
+            submittedBytes += bytes
             let arrivals = arrivals
             submissions.append(
                 PoolEngine.Submission(
                     typeName: typeName, payload: payload, items: count, work: map.label, firstItem: firstItem,
                     group: ObjectIdentifier(self)
-                ) { arrivals.put((index, count, $0)) })
+                ) { arrivals.put((index, count, bytes, $0)) })
             firstItem += count
         }
         guard !submissions.isEmpty else { return }
         _ = try engine.submit(submissions)
         inFlight += submissions.count
+        inFlightBytes += submittedBytes
     }
 
     /// Explicit, or Python's rule for collections, or grown while items are fast.

@@ -38,24 +38,27 @@ enum PoolMessage {
     static let sameType: UInt16 = 0xFFFF
 
     /// Appends a work message; a `nil` type name means the previous message's.
-    static func appendWork(id: UInt64, typeName: String?, payload: [UInt8], to buffer: inout [UInt8]) {
-        let nameLength = typeName?.utf8.count ?? 0
-        let length = 1 + 8 + 2 + nameLength + payload.count
-        appendFrameHeader(length: length, to: &buffer)
-        buffer.append(work)
-        append(id, to: &buffer)
-        if let typeName {
-            append(UInt16(nameLength), to: &buffer)
-            buffer.append(contentsOf: typeName.utf8)
-        } else {
-            append(sameType, to: &buffer)
+    static func appendWork(id: UInt64, typeName: String?, payload: [UInt8], to outbox: inout Outbox) {
+        outbox.appendSmall { buffer in
+            let nameLength = typeName?.utf8.count ?? 0
+            appendFrameHeader(length: 1 + 8 + 2 + nameLength + payload.count, to: &buffer)
+            buffer.append(work)
+            append(id, to: &buffer)
+            if let typeName {
+                append(UInt16(nameLength), to: &buffer)
+                buffer.append(contentsOf: typeName.utf8)
+            } else {
+                append(sameType, to: &buffer)
+            }
         }
-        buffer += payload
+        outbox.append(payload: payload)
     }
 
-    static func appendStop(to buffer: inout [UInt8]) {
-        appendFrameHeader(length: 1, to: &buffer)
-        buffer.append(stop)
+    static func appendStop(to outbox: inout Outbox) {
+        outbox.appendSmall { buffer in
+            appendFrameHeader(length: 1, to: &buffer)
+            buffer.append(stop)
+        }
     }
 
     /// Appends a result message, without a frame header: it goes in the result ring.

@@ -108,3 +108,22 @@ enum BytesOfLength: ProcessFunction {
         return [UInt8](repeating: UInt8(input % 251), count: input)
     }
 }
+
+/// The number of bytes it was given.
+enum CountBytes: ProcessFunction {
+    static func call(_ input: [UInt8]) -> Int { input.count }
+}
+
+/// `count` arrays of `size` bytes, made one at a time as they are read.
+struct LargeItems: Sequence, Sendable {
+    var count: Int
+    var size: Int
+    func makeIterator() -> AnyIterator<[UInt8]> {
+        var index = 0
+        return AnyIterator {
+            guard index < count else { return nil }
+            index += 1
+            return [UInt8](repeating: UInt8(index % 256), count: size)
+        }
+    }
+}
