@@ -59,7 +59,9 @@ struct AnyInputSource: Sendable {
 /// `imap_unordered`).
 ///
 /// Iterating starts the work; a bounded number of chunks is in flight at a
-/// time (two per worker, more when chunks are small), so memory stays flat. A failed item throws at its place; ``results`` yields every item's
+/// time (two per worker, more when chunks are small, and no more than 64 MiB
+/// of encoded inputs), so memory stays flat. A failed item throws at its
+/// place; ``results`` yields every item's
 /// `Result` instead. Cancelling the iterating task kills the workers running
 /// its chunks (they are replaced); leaving the loop early drops the chunks
 /// not yet started.
