@@ -58,6 +58,7 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
     if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     int r = lock(queue);
     if (r) return r;
+    uint64_t ticket = 0;
     for (;;) {
         while (!queue->closed && (queue->capacity - queue->used < needed ||
                                   (queue->max_count && queue->count >= queue->max_count))) {
@@ -76,12 +77,11 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
            can match it even if a producer died between the two steps. It is
            sent without waiting: the socket holds a few hundred descriptors,
            and only a get, which needs this lock, takes them out. A full
-           socket is a full queue: wait for a get, then try again. */
-        uint64_t ticket = queue->next_ticket;
-        if (mp_send_with_fds(sock, &ticket, sizeof ticket, &fd, 1, 1) >= 0) {
-            queue->next_ticket += 1;
-            break;
-        }
+           socket is a full queue: wait for a get, then try again. The
+           number is taken before the send, so a producer that dies after
+           sending leaves a descriptor no later record claims. */
+        ticket = queue->next_ticket++;
+        if (mp_send_with_fds(sock, &ticket, sizeof ticket, &fd, 1, 1) >= 0) break;
         r = errno;
         if (r != EAGAIN && r != EWOULDBLOCK) {
             pthread_mutex_unlock(&queue->mutex);
@@ -96,9 +96,9 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
     uint64_t tail = queue->head + queue->used;
     uint64_t word = payload | (fd >= 0 ? RECORD_TICKET : 0);
     if (fd >= 0) {
-        uint64_t ticket[2] = {queue->next_ticket - 1, length};
+        uint64_t record[2] = {ticket, length};
         ring_copy_in(queue, tail, &word, 8);
-        ring_copy_in(queue, tail + 8, ticket, 16);
+        ring_copy_in(queue, tail + 8, record, 16);
     } else {
         ring_copy_in(queue, tail, &word, 8);
         ring_copy_in(queue, tail + 8, bytes, length);
