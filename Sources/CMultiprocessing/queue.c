@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
 #include "robust.h"
+#include "wrapcopy.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,17 +37,11 @@ int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
 }
 
 static void ring_copy_in(mp_queue *queue, uint64_t offset, const void *bytes, uint64_t length) {
-    uint64_t at = offset % queue->capacity;
-    uint64_t first = length < queue->capacity - at ? length : queue->capacity - at;
-    memcpy(ring_of(queue) + at, bytes, first);
-    if (length > first) memcpy(ring_of(queue), (const unsigned char *)bytes + first, length - first);
+    mp_wrap_copy_in(ring_of(queue), queue->capacity, offset % queue->capacity, bytes, length);
 }
 
 static void ring_copy_out(mp_queue *queue, uint64_t offset, void *bytes, uint64_t length) {
-    uint64_t at = offset % queue->capacity;
-    uint64_t first = length < queue->capacity - at ? length : queue->capacity - at;
-    memcpy(bytes, ring_of(queue) + at, first);
-    if (length > first) memcpy((unsigned char *)bytes + first, ring_of(queue), length - first);
+    mp_wrap_copy_out(ring_of(queue), queue->capacity, offset % queue->capacity, bytes, length);
 }
 
 int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, int fd, int64_t timeout_ns) {

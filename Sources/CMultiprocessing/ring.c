@@ -8,6 +8,7 @@
 // the end of the ring. It becomes visible only when `tail` moves past it, so
 // a producer that dies in the middle of a put leaves nothing half-written.
 #include "CMultiprocessing.h"
+#include "wrapcopy.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -37,17 +38,11 @@ void mp_ring_init(mp_ring *ring, uint64_t capacity) {
 uint32_t mp_ring_max_record(const mp_ring *ring) { return (uint32_t)(ring->capacity / 4 - 8); }
 
 static void copy_in(mp_ring *ring, uint64_t offset, const void *bytes, uint64_t length) {
-    uint64_t at = offset & (ring->capacity - 1);
-    uint64_t first = length < ring->capacity - at ? length : ring->capacity - at;
-    memcpy(data_of(ring) + at, bytes, first);
-    if (length > first) memcpy(data_of(ring), (const unsigned char *)bytes + first, length - first);
+    mp_wrap_copy_in(data_of(ring), ring->capacity, offset & (ring->capacity - 1), bytes, length);
 }
 
 static void copy_out(mp_ring *ring, uint64_t offset, void *bytes, uint64_t length) {
-    uint64_t at = offset & (ring->capacity - 1);
-    uint64_t first = length < ring->capacity - at ? length : ring->capacity - at;
-    memcpy(bytes, data_of(ring) + at, first);
-    if (length > first) memcpy((unsigned char *)bytes + first, data_of(ring), length - first);
+    mp_wrap_copy_out(data_of(ring), ring->capacity, offset & (ring->capacity - 1), bytes, length);
 }
 
 int mp_ring_put(mp_ring *ring, const void *bytes, uint32_t length) {

@@ -112,54 +112,46 @@ extension ProcessSuites {
             let pool = SharedMemoryPool()
             let size = 1 << 16
             // A child that holds the segment past the parent's release, then writes to it.
-            let (mine, theirs) = try Connection.pipe()
-            var holder: ChildProcess<Void>?
-            do {
-                let memory = try pool.segment(size: size)
-                holder = try ChildProcess(HoldSegmentThenFill(memory: memory, control: theirs, byte: 5))
-                try holder!.start()
-                _ = try mine.receiveBytes()
-            }
+            let (holder, control) = try startHolder(of: pool, size: size, byte: 5, startMethod: .forkserver)
             #expect(pool.retainedBytes == 0)
             let fresh = try pool.segment(size: size)
-            try mine.sendBytes([1])
-            _ = try mine.receiveBytes()
-            try holder!.join()
+            try control.sendBytes([1])
+            _ = try control.receiveBytes()
+            try holder.join()
             #expect(fresh.bytes.allSatisfy { $0 == 0 })
 
             // A child killed while it maps the segment: the count stays, the segment is freed.
-            let (mine2, theirs2) = try Connection.pipe()
-            do {
-                let memory = try pool.segment(size: size)
-                let victim = try ChildProcess(HoldSegmentThenFill(memory: memory, control: theirs2, byte: 6))
-                try victim.start()
-                _ = try mine2.receiveBytes()
+            let (victim, victimControl) = try startHolder(of: pool, size: size, byte: 6, startMethod: .forkserver)
+            try withExtendedLifetime(victimControl) {  // the victim must still be waiting when it is killed
                 try victim.kill()
                 try victim.join()
             }
+            #expect(victim.terminationStatus == .signaled(.kill))
             #expect(pool.retainedBytes == 0)
 
             // A forked child inherits the mapping: counted before the fork.
-            let (mine3, theirs3) = try Connection.pipe()
-            var forked: ChildProcess<Void>?
-            do {
-                let memory = try pool.segment(size: size)
-                forked = try ChildProcess(startMethod: .fork(allowingOtherThreads: true)) {
-                    try theirs3.sendBytes([1])
-                    // Blocking: the forked child has none of the parent's threads to await on.
-                    _ = try receiveBlocking(theirs3)
-                    memory.bytes.initializeMemory(as: UInt8.self, repeating: 4)
-                    try theirs3.sendBytes([2])
-                }
-                try forked!.start()
-                _ = try mine3.receiveBytes()
-            }
+            let (forked, forkedControl) = try startHolder(
+                of: pool, size: size, byte: 4, startMethod: .fork(allowingOtherThreads: true))
             #expect(pool.retainedBytes == 0)
             let another = try pool.segment(size: size)
-            try mine3.sendBytes([1])
-            _ = try mine3.receiveBytes()
-            try forked!.join()
+            try forkedControl.sendBytes([1])
+            _ = try forkedControl.receiveBytes()
+            try forked.join()
             #expect(another.bytes.allSatisfy { $0 == 0 })
+        }
+
+        /// Starts a child that maps a new segment of `pool` and waits, and
+        /// drops this process's reference to the segment once the child is ready.
+        private func startHolder(
+            of pool: SharedMemoryPool, size: Int, byte: UInt8, startMethod: StartMethod
+        ) throws -> (ChildProcess<Void>, Connection) {
+            let (mine, theirs) = try Connection.pipe()
+            let holder = try ChildProcess(
+                HoldSegmentThenFill(memory: try pool.segment(size: size), control: theirs, byte: byte),
+                startMethod: startMethod)
+            try holder.start()
+            _ = try mine.receiveBytes()
+            return (holder, mine)
         }
 
         @Test("1000 pooled segments through children leave no descriptor behind once the pool is gone")
@@ -237,9 +229,4 @@ func directoryEntries(_ path: String) -> [String] {
             withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
     }
     return names.sorted()
-}
-
-/// A blocking receive, for a forked child whose parent had other threads.
-private func receiveBlocking(_ connection: Connection) throws -> [UInt8] {
-    try connection.receiveBytes()
 }

@@ -39,23 +39,21 @@ struct Outbox {
         pieces.append(payload)
     }
 
-    /// Writes what the pipe takes now. Returns false when the reader is gone.
-    mutating func flush(to fd: Int32) -> Bool {
+    /// Writes what the pipe takes now; drops everything when the reader is gone.
+    mutating func flush(to fd: Int32) {
         while !isEmpty {
             let result = writeFront(to: fd)
             if result < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN { return true }
-                removeAll()
-                return false
+                if errno != EAGAIN { removeAll() }
+                return
             }
+            if result == 0 { return }
             consume(result)
-            if result == 0 { return true }
         }
-        return true
     }
 
-    mutating func removeAll() {
+    private mutating func removeAll() {
         pieces = FrontQueue()
         tail = []
         written = 0

@@ -636,7 +636,7 @@ final class PoolEngine: @unchecked Sendable {
     /// Writes what the slot's outbox holds without blocking; the rest waits
     /// for POLLOUT. A worker that is gone has its exit handled when reported.
     private func flush(_ slot: Slot) {
-        _ = slot.outbox.flush(to: slot.work.writeFD)
+        slot.outbox.flush(to: slot.work.writeFD)
     }
 
     private func signal(_ slot: Slot, _ signal: Int32) {

@@ -61,10 +61,9 @@ struct AnyInputSource: Sendable {
 /// Iterating starts the work; a bounded number of chunks is in flight at a
 /// time (two per worker, more when chunks are small, and no more than 64 MiB
 /// of encoded inputs), so memory stays flat. A failed item throws at its
-/// place; ``results`` yields every item's
-/// `Result` instead. Cancelling the iterating task kills the workers running
-/// its chunks (they are replaced); leaving the loop early drops the chunks
-/// not yet started.
+/// place; ``results`` yields every item's `Result` instead. Cancelling the
+/// iterating task kills the workers running its chunks (they are replaced);
+/// leaving the loop early drops the chunks not yet started.
 public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Output
 

@@ -95,10 +95,12 @@ public final class SharedMemory: @unchecked Sendable {
         pool = nil
         if counted {
             let header = baseAddress + (mappedSize - Self.pageSize)
-            if mp_segment_register(header) != 0 {
+            do {
+                try Self.register(header)
+            } catch {
                 mp_segment_detach(header)
                 munmap(baseAddress, mappedSize)
-                throw MultiprocessingError(.systemCall, "out of memory registering a pooled shared memory segment")
+                throw error
             }
             self.header = header
         } else {
@@ -122,10 +124,12 @@ public final class SharedMemory: @unchecked Sendable {
         }
         let header = base + (mappedSize - Self.pageSize)
         mp_segment_set_attached(header, 1)
-        guard mp_segment_register(header) == 0 else {
+        do {
+            try Self.register(header)
+        } catch {
             munmap(base, mappedSize)
             Platform.close(fd)
-            throw MultiprocessingError(.systemCall, "out of memory registering a pooled shared memory segment")
+            throw error
         }
         self.fd = fd
         baseAddress = base
@@ -136,6 +140,13 @@ public final class SharedMemory: @unchecked Sendable {
         name = nil
         ownsName = Atomic(false)
         populatesOnAttach = true
+    }
+
+    /// Lists a pooled segment's header, so that forks count their children in it.
+    private static func register(_ header: UnsafeMutableRawPointer) throws {
+        guard mp_segment_register(header) == 0 else {
+            throw MultiprocessingError(.systemCall, "out of memory registering a pooled shared memory segment")
+        }
     }
 
     /// Throws `.invalidArgument` for a size below 1.

@@ -139,16 +139,7 @@ final class WireEncodingState: WireFrameStack {
 
     @inline(__always)
     func appendVarint(_ value: UInt64) {
-        if value < 0x80 {
-            buffer.append(UInt8(truncatingIfNeeded: value))
-            return
-        }
-        var value = value
-        while value >= 0x80 {
-            buffer.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        buffer.append(UInt8(truncatingIfNeeded: value))
+        WireFormat.appendVarint(value, to: &buffer)
     }
 
     @inline(__always)

@@ -54,10 +54,10 @@ enum WireScalars {
         var bits: UInt64 = 0
         withUnsafeMutableBytes(of: &bits) { bits in withUnsafeBytes(of: value) { bits.copyMemory(from: $0) } }
         switch kind {
-        case .int, .int64: appendVarint(WireFormat.zigzag(Int64(bitPattern: bits)), to: &buffer)
-        case .int32: appendVarint(WireFormat.zigzag(Int64(Int32(truncatingIfNeeded: bits))), to: &buffer)
-        case .int16: appendVarint(WireFormat.zigzag(Int64(Int16(truncatingIfNeeded: bits))), to: &buffer)
-        case .uint64, .uint, .uint32, .uint16: appendVarint(bits, to: &buffer)
+        case .int, .int64: WireFormat.appendVarint(WireFormat.zigzag(Int64(bitPattern: bits)), to: &buffer)
+        case .int32: WireFormat.appendVarint(WireFormat.zigzag(Int64(Int32(truncatingIfNeeded: bits))), to: &buffer)
+        case .int16: WireFormat.appendVarint(WireFormat.zigzag(Int64(Int16(truncatingIfNeeded: bits))), to: &buffer)
+        case .uint64, .uint, .uint32, .uint16: WireFormat.appendVarint(bits, to: &buffer)
         case .bool, .uint8, .int8: buffer.append(UInt8(truncatingIfNeeded: bits))
         case .float: withUnsafeBytes(of: UInt32(truncatingIfNeeded: bits)) { buffer.append(contentsOf: $0) }
         case .double: withUnsafeBytes(of: bits) { buffer.append(contentsOf: $0) }
@@ -80,7 +80,11 @@ enum WireScalars {
         case .double:
             return end == 8 ? bytes.loadUnaligned(as: UInt64.self) : nil
         case .int, .int64, .int32, .int16, .uint64, .uint, .uint32, .uint16:
-            guard let raw = varint(bytes, end: end) else { return nil }
+            // A varint filling the body exactly, read as the general decoder reads one.
+            var position = 0
+            guard let raw = try? WireReader(base: bytes.baseAddress!).varint(&position, end, "a number"),
+                position == end
+            else { return nil }
             switch kind {
             case .int32, .int16:
                 let value = WireFormat.unzigzag(raw)
@@ -102,31 +106,6 @@ enum WireScalars {
     @inline(__always)
     static func value<T>(_ bits: UInt64, as type: T.Type) -> T {
         withUnsafeBytes(of: bits) { $0.load(as: T.self) }
-    }
-
-    private static func appendVarint(_ value: UInt64, to buffer: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            buffer.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        buffer.append(UInt8(value))
-    }
-
-    /// A varint filling `bytes[..<end]` exactly, as the general decoder reads one.
-    private static func varint(_ bytes: UnsafeRawBufferPointer, end: Int) -> UInt64? {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        var position = 0
-        while position < end {
-            let next = bytes[position]
-            position += 1
-            if shift == 63 && next > 1 { return nil }
-            result |= UInt64(next & 0x7f) << shift
-            if next < 0x80 { return position == end ? result : nil }
-            shift += 7
-        }
-        return nil
     }
 }
 
@@ -180,16 +159,8 @@ enum WireTrivialArrays {
         let stride = strides[kind]
         guard bytes.count >= 2, bytes[bytes.count - 1] == 0 else { return nil }
         var position = 0
-        var count: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard position < bytes.count - 1, shift < 63 else { return nil }
-            let next = bytes[position]
-            position += 1
-            count |= UInt64(next & 0x7f) << shift
-            if next < 0x80 { break }
-            shift += 7
-        }
+        guard let count = try? WireReader(base: bytes.baseAddress!).varint(&position, bytes.count - 1, "a count")
+        else { return nil }
         // The elements must fill the message exactly, up to the key table's 0x00.
         guard count <= UInt64(bytes.count), Int(count) * stride == bytes.count - 1 - position else { return nil }
         return (position, Int(count))
@@ -213,12 +184,7 @@ enum WireTrivialArrays {
     }
 
     private static func append<E>(_ array: [E], to buffer: inout [UInt8]) {
-        var count = UInt64(array.count)
-        while count >= 0x80 {
-            buffer.append(UInt8(truncatingIfNeeded: count) | 0x80)
-            count >>= 7
-        }
-        buffer.append(UInt8(count))
+        WireFormat.appendVarint(UInt64(array.count), to: &buffer)
         array.withUnsafeBytes { buffer.append(contentsOf: $0) }
         buffer.append(0)
     }

@@ -79,6 +79,17 @@ enum WireFormat {
         Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1)
     }
 
+    /// Appends `value` as a LEB128 varint.
+    @inline(__always)
+    static func appendVarint(_ value: UInt64, to buffer: inout [UInt8]) {
+        var value = value
+        while value >= 0x80 {
+            buffer.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        buffer.append(UInt8(truncatingIfNeeded: value))
+    }
+
     @inline(__always)
     static func varintSize(_ value: UInt64) -> Int {
         // One byte per started group of 7 significant bits, at least one.
