@@ -113,12 +113,7 @@ extension ProcessSuites {
             let size = 1 << 16
             // A child that holds the segment past the parent's release, then writes to it.
             let (holder, control) = try startHolder(of: pool, size: size, byte: 5, startMethod: .forkserver)
-            #expect(pool.retainedBytes == 0)
-            let fresh = try pool.segment(size: size)
-            try control.sendBytes([1])
-            _ = try control.receiveBytes()
-            try holder.join()
-            #expect(fresh.bytes.allSatisfy { $0 == 0 })
+            let fresh = try expectNotHandedOut(by: pool, size: size, whileHeldBy: holder, control)
 
             // A child killed while it maps the segment: the count stays, the segment is freed.
             let (victim, victimControl) = try startHolder(of: pool, size: size, byte: 6, startMethod: .forkserver)
@@ -132,12 +127,23 @@ extension ProcessSuites {
             // A forked child inherits the mapping: counted before the fork.
             let (forked, forkedControl) = try startHolder(
                 of: pool, size: size, byte: 4, startMethod: .fork(allowingOtherThreads: true))
+            let another = try expectNotHandedOut(by: pool, size: size, whileHeldBy: forked, forkedControl)
+            withExtendedLifetime((fresh, another)) {}  // neither goes back to the pool before the checks
+        }
+
+        /// With `holder` still mapping its segment: the pool keeps nothing to
+        /// hand out, and the segment it makes instead is not reached by the
+        /// holder's write. Returns that segment, for the caller to keep.
+        private func expectNotHandedOut(
+            by pool: SharedMemoryPool, size: Int, whileHeldBy holder: ChildProcess<Void>, _ control: Connection
+        ) throws -> SharedMemory {
             #expect(pool.retainedBytes == 0)
-            let another = try pool.segment(size: size)
-            try forkedControl.sendBytes([1])
-            _ = try forkedControl.receiveBytes()
-            try forked.join()
-            #expect(another.bytes.allSatisfy { $0 == 0 })
+            let fresh = try pool.segment(size: size)
+            try control.sendBytes([1])
+            _ = try control.receiveBytes()
+            try holder.join()
+            #expect(fresh.bytes.allSatisfy { $0 == 0 })
+            return fresh
         }
 
         /// Starts a child that maps a new segment of `pool` and waits, and
