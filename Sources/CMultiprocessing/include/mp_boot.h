@@ -1,0 +1,39 @@
+// The start-up hook that takes a re-executed child over before `main`, and the fork server (boot.c).
+#ifndef MP_BOOT_H
+#define MP_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The environment variable that marks a re-executed child. The start-up hook
+/// removes it before any Swift code runs.
+#define MP_BOOT_ENV "SWIFT_MULTIPROCESSING_BOOT"
+
+/// Descriptor numbers every child finds its channel on.
+#define MP_FD_JOB 3     /* parent -> child: the job frame */
+#define MP_FD_RESULT 4  /* child -> parent: the file the outcome frame is written into */
+#define MP_FD_LIFELINE 5 /* EOF when the parent is gone */
+#define MP_FD_FIRST_EXTRA 6
+
+/// How the process was started: 0 = not a child of this library,
+/// 1 = spawned, 2 = forked by the fork server, 3 = forked by `fork` start.
+int mp_boot_mode(void);
+void mp_set_boot_mode(int mode);
+/// Number of extra descriptors (from MP_FD_FIRST_EXTRA on) the child received.
+int mp_boot_extra_count(void);
+void mp_set_boot_extra_count(int count);
+
+/// Runs the fork server's loop on `control` until the parent goes away (its
+/// `lifeline` reports end-of-file, or `control` closes), then exits. Returns
+/// only in a freshly forked worker, whose descriptors are in place (see MP_FD_*).
+void mp_forkserver_serve(int control, int lifeline);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

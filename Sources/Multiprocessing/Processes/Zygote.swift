@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import CMultiprocessing
+
+/// A fork server made by forking this process: the C loop of `boot.c`, in a
+/// copy of this process that keeps its state (a ``ForkingPool``'s closure).
+/// `prepareChild` runs in the copy before it serves.
+final class Zygote: Sendable {
+    let control: Int32
+    let pid: pid_t
+
+    private init(control: Int32, pid: pid_t) {
+        self.control = control
+        self.pid = pid
+    }
+
+    static func fork(
+        allowingOtherThreads: Bool, prepareChild: () -> Void
+    ) throws -> Zygote {
+        if !allowingOtherThreads {
+            try refuseForkWithOtherThreads(
+                alternatives: "A ForkingPool forks this process: create it before starting threads, use a ProcessPool "
+                    + "with a ProcessFunction, or pass allowingOtherThreads: true")
+        }
+        let lifeline = try Lifeline.readEnd()
+        _ = Launcher.warmedForForkedChildren
+        let pair = try Platform.makeMessageSocketPair()
+        let fromMainThread = mp_is_main_thread() != 0
+        fflush(nil)
+        let pid = systemFork()
+        if pid < 0 {
+            let code = errno
+            Platform.close(pair[0])
+            Platform.close(pair[1])
+            throw Platform.error("fork", code)
+        }
+        if pid == 0 {
+            Platform.close(pair[0])
+            let parent = getppid()
+            ChildRuntime.forgetParentAfterFork()
+            if fromMainThread { mp_die_with_parent(parent) }
+            prepareChild()
+            // Returns only in a worker, with its descriptors in place.
+            mp_forkserver_serve(pair[1], lifeline)
+            mp_set_boot_mode(2)
+            let code = ChildRuntime.main()
+            fflush(nil)
+            mp_exit_now(code)
+        }
+        Platform.close(pair[1])
+        return Zygote(control: pair[0], pid: pid)
+    }
+
+    /// Closes the control socket (the zygote exits) and reaps it.
+    func stop() {
+        Platform.close(control)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+}
