@@ -12,18 +12,14 @@ import Synchronization
 /// hand the blocking part to these threads and suspend. Threads are created on
 /// demand and parked when idle.
 final class BlockingThreads: @unchecked Sendable {
-    // @unchecked: `jobs` and `idle` are only touched with `mutex` held.
+    // @unchecked: `jobs` and `idle` are only touched with `lock` held.
     static let shared = BlockingThreads()
 
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let wakeup = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var jobs: [@Sendable () -> Void] = []
+    private let lock = ConditionLock()
+    private var jobs = FrontQueue<@Sendable () -> Void>()
     private var idle = 0
 
-    private init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(wakeup, nil)
-    }
+    private init() {}
 
     /// Whether this process (or the parent it was forked from) ever started one.
     private static let started = Atomic(false)
@@ -37,9 +33,8 @@ final class BlockingThreads: @unchecked Sendable {
     }
 
     private func forgetThreads() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(wakeup, nil)
-        jobs = []
+        lock.reinitializeAfterFork()
+        jobs = FrontQueue()
         idle = 0
     }
 
@@ -51,11 +46,12 @@ final class BlockingThreads: @unchecked Sendable {
     }
 
     private func submit(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(mutex)
-        jobs.append(job)
-        let startThread = idle == 0
-        if !startThread { pthread_cond_signal(wakeup) }
-        pthread_mutex_unlock(mutex)
+        let startThread = lock.withLock {
+            jobs.append(job)
+            if idle == 0 { return true }
+            lock.signal()
+            return false
+        }
         if startThread {
             Self.started.store(true, ordering: .relaxed)
             startThreadRunning { self.serve() }
@@ -63,17 +59,17 @@ final class BlockingThreads: @unchecked Sendable {
     }
 
     private func serve() {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         while true {
             while jobs.isEmpty {
                 idle += 1
-                pthread_cond_wait(wakeup, mutex)
+                lock.wait()
                 idle -= 1
             }
             let job = jobs.removeFirst()
-            pthread_mutex_unlock(mutex)
+            lock.unlock()
             job()
-            pthread_mutex_lock(mutex)
+            lock.lock()
         }
     }
 }
