@@ -67,6 +67,19 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
     public var message: String
     /// The C error number, when a system call failed.
     public var errno: Int32?
+    /// How the process ended, for a process or a worker that died
+    /// (`.processDied`, `.workerDied`, `.timedOut` after the kill).
+    public var terminationStatus: TerminationStatus?
+    /// The process id of that process or worker.
+    public var pid: Int32?
+    /// For a pool: the index of the worker slot that ran the work.
+    public var workerIndex: Int?
+    /// For a map: the failed item's index in the map's input.
+    public var itemIndex: Int?
+    /// The name of the work that failed: the task's, function's or closure's type.
+    public var work: String?
+    /// The first lines of the backtrace a crashed process wrote, when it wrote one.
+    public var crashReport: String?
 
     /// Creates an error.
     public init(_ code: Code, _ message: String, errno: Int32? = nil) {
