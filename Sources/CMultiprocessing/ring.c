@@ -22,6 +22,8 @@ struct mp_ring {
     uint32_t reserved;
     uint64_t capacity; /* a power of two */
     char pad[48];
+    /* The producer's status words (see mp_ring_status), on a line of their own. */
+    uint64_t status[8];
 };
 
 static unsigned char *data_of(mp_ring *ring) { return (unsigned char *)(ring + 1); }
@@ -34,6 +36,8 @@ void mp_ring_init(mp_ring *ring, uint64_t capacity) {
     memset(ring, 0, sizeof(*ring));
     ring->capacity = capacity;
 }
+
+uint64_t *mp_ring_status(mp_ring *ring) { return ring->status; }
 
 uint32_t mp_ring_max_record(const mp_ring *ring) { return (uint32_t)(ring->capacity / 4 - 8); }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Synchronization
 import Testing
 @testable import Multiprocessing
 
@@ -314,12 +315,12 @@ extension ProcessSuites {
                 #expect(last?.isFinished == true)
                 #expect(last?.fraction == 1)
                 #expect((last?.rate ?? 0) > 0)
-                let seen = LockedBox(0)
+                let seen = Mutex(0)
                 _ = try await pool.map(SquareFunction.self, 0..<100, chunkSize: 10)
-                    .reportingProgress { update in seen.value = max(seen.value, update.done) }
+                    .reportingProgress { update in seen.withLock { $0 = max($0, update.done) } }
                     .showingProgressBar(label: "test")
                     .collect()
-                #expect(seen.value == 100)
+                #expect(seen.withLock { $0 } == 100)
             }
         }
     }

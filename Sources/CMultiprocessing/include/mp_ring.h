@@ -17,6 +17,10 @@ typedef struct mp_ring mp_ring;
 /// Bytes to map for a ring of `capacity` bytes (a power of two).
 size_t mp_ring_size(uint64_t capacity);
 void mp_ring_init(mp_ring *ring, uint64_t capacity);
+/// Eight words beside the ring that its producer writes and its consumer
+/// reads without a record, each as one atomic word (a pool worker's status:
+/// the chunk and item it runs, and since when).
+uint64_t *mp_ring_status(mp_ring *ring);
 /// The largest record a ring takes: a quarter of its capacity, less a header.
 uint32_t mp_ring_max_record(const mp_ring *ring);
 /// Producer: appends a record. Returns -1 when it does not fit now (or ever,

@@ -32,6 +32,13 @@ final class DescriptorTransfer: @unchecked Sendable {
         return descriptors.count - 1
     }
 
+    /// Closes the descriptors that decoding did not take (a value that
+    /// failed to decode, or one that held fewer objects than were sent).
+    func closeUntaken() {
+        for (index, fd) in descriptors.enumerated() where !taken.contains(index) { Platform.close(fd) }
+        taken = Set(descriptors.indices)
+    }
+
     /// The descriptor at `index`, made close-on-exec; -1 stays -1.
     func take(_ index: Int) throws -> Int32 {
         if index == -1 { return -1 }

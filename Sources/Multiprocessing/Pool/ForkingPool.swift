@@ -29,6 +29,7 @@ import CMultiprocessing
 ///   `allowingOtherThreads: true` to accept the risk.
 public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Sendable>: Sendable {
     private let pool: ProcessPool
+    private let kind: Result<PoolWorkKind, any Error>
 
     /// How many workers the pool keeps running.
     public var workerCount: Int { pool.workerCount }
@@ -48,8 +49,11 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
         guard workers >= 1 else {
             throw MultiprocessingError(.invalidArgument, "a pool needs at least one worker, not \(workers)")
         }
+        kind = Result {
+            PoolWorkKind(typeName: try TaskName.resolvable(ClosureChunk.self), label: "the pool's closure")
+        }
         let zygote = try Zygote.fork(allowingOtherThreads: allowingOtherThreads) {
-            ClosureChunk.body = { payload in await runClosureChunk(payload, body) }
+            ClosureChunk.body = ClosureChunk.body(for: body)
         }
         var zygoteOptions = options
         zygoteOptions.startMethod = StartMethod(kind: .zygote(control: zygote.control), allowsOtherThreads: false)
@@ -62,34 +66,38 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
     }
 
     /// Maps the closure over `inputs`, results in input order; see ``ProcessPool/map(_:_:chunkSize:)``.
+    ///
+    /// In synchronous code, ``PoolMap/get(timeout:)`` waits for every result
+    /// (Python's `pool.map`).
     public func map<S: Sequence & Sendable>(_ inputs: S, chunkSize: Int? = nil) -> PoolMap<Output>
     where S.Element == Input {
-        pool.closureMap(
-            source: AnyInputSource.reading(inputs), knownCount: ProcessPool.count(of: inputs), chunkSize: chunkSize,
-            ordered: true, output: Output.self)
+        makeMap(inputs, chunkSize: chunkSize, ordered: true)
     }
 
     /// Maps the closure over `inputs`, results as they finish.
     public func mapUnordered<S: Sequence & Sendable>(_ inputs: S, chunkSize: Int? = nil) -> PoolMap<Output>
     where S.Element == Input {
-        pool.closureMap(
-            source: AnyInputSource.reading(inputs), knownCount: ProcessPool.count(of: inputs), chunkSize: chunkSize,
-            ordered: false, output: Output.self)
+        makeMap(inputs, chunkSize: chunkSize, ordered: false)
+    }
+
+    private func makeMap<S: Sequence & Sendable>(_ inputs: S, chunkSize: Int?, ordered: Bool) -> PoolMap<Output>
+    where S.Element == Input {
+        pool.client.makeMap(
+            kind: kind, source: AnyInputSource.reading(inputs), knownCount: AnyInputSource.knownCount(of: inputs),
+            chunkSize: chunkSize, ordered: ordered, decode: ChunkDecoding.values(Output.self))
     }
 
     /// Submits one input and returns at once (Python's `apply_async`).
     ///
+    /// - Parameter onCompletion: Called once with the result, on the pool's
+    ///   thread, before the result is visible through the handle.
     /// - Throws: `.closed` once the pool is closed.
-    public func submit(_ input: Input) throws -> PoolTask<Output> {
-        let handle = PoolTask<Output>(engine: pool.engine)
-        let submission = PoolEngine.Submission(
-            typeName: try TaskName.resolvable(ClosureChunk.self), payload: try WireEncoder().encode([input]), items: 1,
-            work: "the pool's closure", firstItem: nil
-        ) { outcome in
-            handle.outcome.fulfill(decodeValuesOutcome(Output.self, outcome, count: 1)[0])
-        }
-        handle.job = try pool.engine.submit([submission])[0]
-        return handle
+    public func submit(
+        _ input: Input, onCompletion: (@Sendable (Result<Output, any Error>) -> Void)? = nil
+    ) throws -> PoolTask<Output> {
+        try pool.client.submitOne(
+            kind: kind.get(), encoded: EncodedChunk.encode([input]), decode: ChunkDecoding.values(Output.self),
+            onCompletion: onCompletion)
     }
 
     /// Runs the closure on one input in a worker and returns its result (Python's `apply`).
@@ -101,8 +109,8 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
     @available(*, noasync, message: "Use the async join in async code")
     public func join() { pool.join() }
 
-    /// Takes no more work; see ``ProcessPool/close()``.
-    public func close() { pool.close() }
+    /// Takes no more work; see ``ProcessPool/close(cancelPending:)``.
+    public func close(cancelPending: Bool = false) { pool.close(cancelPending: cancelPending) }
 
     /// Waits until every worker (and the zygote) has exited.
     public func join() async { await pool.join() }
@@ -112,29 +120,4 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
 
     /// Figures for each worker slot.
     public var statistics: [PoolWorkerStatistics] { pool.statistics }
-}
-
-/// The chunk kind of every ``ForkingPool``: its worker runs the closure the zygote was made with.
-enum ClosureChunk: PoolWork {
-    /// Set in the zygote before it serves, so every worker forked from it has it.
-    nonisolated(unsafe) static var body: (@Sendable (ArraySlice<UInt8>) async -> (kind: UInt8, payload: [UInt8]))?
-
-    static func runChunk(_ payload: ArraySlice<UInt8>) async -> (kind: UInt8, payload: [UInt8]) {
-        guard let body else {
-            return encodeOutcomes([
-                .failure(
-                    ErrorEnvelope(
-                        MultiprocessingError(.unresolvableTask, "this worker was not forked from a pool's zygote"),
-                        processName: ProcessIdentity.current.name))
-            ])
-        }
-        return await body(payload)
-    }
-}
-
-/// Runs a chunk of a ``ForkingPool``'s closure.
-func runClosureChunk<Input: Decodable, Output: Encodable>(
-    _ payload: ArraySlice<UInt8>, _ body: (Input) async throws -> Output
-) async -> (kind: UInt8, payload: [UInt8]) {
-    await runValueChunk(payload, callAll: { await _callEach($0, body) }, call: body)
 }

@@ -28,30 +28,36 @@ public protocol ProcessFunction: Sendable {
     /// an error fails this input only.
     static func call(_ input: Input) async throws -> Output
 
-    /// Runs ``call(_:)`` over a chunk of inputs. Provided; do not implement it.
+    /// Runs ``call(_:)`` over inputs `range` of a chunk. Provided; do not implement it.
     ///
     /// The default implementation is inlinable, so the compiler specialises
     /// it for each conforming type where the conformance is declared: the
     /// worker's per-item loop then calls `call` directly instead of through
     /// generic code resolved at run time.
-    static func _callChunk(_ inputs: [Input]) async -> _ChunkOutputs<Output>
+    static func _callChunk(
+        _ inputs: [Input], _ range: Range<Int>, _ status: _ItemStatus
+    ) async -> _ChunkOutputs<Output>
 }
 
 extension ProcessFunction {
     @inlinable
-    public static func _callChunk(_ inputs: [Input]) async -> _ChunkOutputs<Output> {
-        await _callEach(inputs, call)
+    public static func _callChunk(
+        _ inputs: [Input], _ range: Range<Int>, _ status: _ItemStatus
+    ) async -> _ChunkOutputs<Output> {
+        await _callEach(inputs, range, status, call)
     }
 }
 
-/// Calls `call` on each input until one throws.
+/// Calls `call` on inputs `range` until one throws, recording in `status`
+/// which item runs.
 @inlinable
 public func _callEach<Input, Output>(
-    _ inputs: [Input], _ call: (Input) async throws -> Output
+    _ inputs: [Input], _ range: Range<Int>, _ status: _ItemStatus, _ call: (Input) async throws -> Output
 ) async -> _ChunkOutputs<Output> {
     var outputs: [Output] = []
-    outputs.reserveCapacity(inputs.count)
-    for index in inputs.indices {
+    outputs.reserveCapacity(range.count)
+    for index in range {
+        status.started(index)
         do {
             outputs.append(try await call(inputs[index]))
         } catch {
@@ -61,12 +67,12 @@ public func _callEach<Input, Output>(
     return _ChunkOutputs(outputs: outputs, failedIndex: nil, error: nil)
 }
 
-/// The results of ``ProcessFunction/_callChunk(_:)``: the outputs up to the
-/// first failure, and that failure.
+/// The results of ``ProcessFunction/_callChunk(_:_:_:)``: the outputs up to
+/// the first failure, and that failure.
 public struct _ChunkOutputs<Output> {
     /// The outputs of the inputs before the first failure.
     public var outputs: [Output]
-    /// The index of the first input whose call threw, if any.
+    /// The index (in the chunk) of the first input whose call threw, if any.
     public var failedIndex: Int?
     /// What that call threw.
     public var error: (any Error)?
@@ -78,41 +84,4 @@ public struct _ChunkOutputs<Output> {
         self.failedIndex = failedIndex
         self.error = error
     }
-}
-
-/// Once per worker, before its first task: loads what every task of that
-/// worker may use (a model, an open file, a connection to a C library).
-///
-/// ```swift
-/// struct LoadModel: WorkerInitializer {
-///     var path: String
-///     func makeState() throws -> Model { try Model(contentsOf: path) }
-/// }
-/// // in a task or function, in the worker:
-/// let model = PoolWorker.state(as: Model.self)!
-/// ```
-///
-/// If it throws, the pool stops starting workers and every waiting and later
-/// call fails with `.initializerFailed`, carrying the error: a broken
-/// initializer is reported once, clearly, rather than retried forever.
-public protocol WorkerInitializer: Codable, Sendable {
-    /// What ``makeState()`` returns; tasks get it with ``PoolWorker/state(as:)``.
-    associatedtype State
-
-    /// Runs once in each worker process, before its first task.
-    func makeState() async throws -> State
-}
-
-/// What a task running in a pool worker can know about its worker.
-public enum PoolWorker {
-    nonisolated(unsafe) static var currentIndex: Int?
-    nonisolated(unsafe) static var currentState: Any?
-
-    /// The worker's index in its pool (0 ..< workers), or `nil` outside a pool worker.
-    /// A replacement worker takes the index of the worker it replaces.
-    public static var index: Int? { currentIndex }
-
-    /// The state the pool's ``WorkerInitializer`` made in this worker, or `nil`
-    /// if there is none or it is not a `S`.
-    public static func state<S>(as type: S.Type) -> S? { currentState as? S }
 }

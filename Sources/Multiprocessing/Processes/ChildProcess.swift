@@ -231,6 +231,23 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// Reaps the child if it has exited, without waiting; its status, or
+    /// `nil` while it runs.
+    func reapIfExited() -> TerminationStatus? {
+        guard (try? wait(deadline: .now)) == true else { return nil }
+        return terminationStatus
+    }
+
+    /// Sends `signal` to the child's process group (a child that leads its
+    /// own group, as pool workers do, takes what it started with it) and to
+    /// the child itself. Does nothing once it has ended.
+    func signalGroup(_ signal: Signal) {
+        if let pid, state.withLock({ if case .running = $0.phase { true } else { false } }) {
+            _ = systemKill(-pid, signal.rawValue)
+        }
+        try? send(signal)
+    }
+
     /// Releases the process's resources (Python's `close()`).
     ///
     /// - Throws: `.stillRunning` while the child runs: join or kill it first.

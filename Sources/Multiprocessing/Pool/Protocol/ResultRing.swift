@@ -31,6 +31,11 @@ struct ResultRing: Codable, Sendable {
 
     var pointer: OpaquePointer { OpaquePointer(memory.baseAddress) }
 
+    /// The worker's status words beside the ring.
+    func status(timed: Bool) -> _ItemStatus {
+        _ItemStatus(words: UnsafeMutableRawPointer(mp_ring_status(pointer)), timed: timed)
+    }
+
     /// Worker: appends a record, waiting while the pool makes room. Returns
     /// whether the pool asked to be woken.
     func put(_ record: UnsafeRawBufferPointer) -> Bool {
