@@ -11,12 +11,27 @@ let package = Package(
         .executable(name: "multiprocessing-tour", targets: ["MultiprocessingTour"]),
         .executable(name: "multiprocessing-bench", targets: ["MultiprocessingBenchmarks"]),
     ],
+    dependencies: [
+        // The one dependency: the ecosystem's logging API, so a pool can say
+        // what it does (workers replaced, items timed out) where the program logs.
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0")
+    ],
     targets: [
         .target(name: "CMultiprocessing"),
-        .target(name: "Multiprocessing", dependencies: ["CMultiprocessing"]),
+        .target(
+            name: "Multiprocessing",
+            dependencies: ["CMultiprocessing", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MultiprocessingTour", dependencies: ["Multiprocessing"]),
         .executableTarget(name: "MultiprocessingBenchmarks", dependencies: ["Multiprocessing"]),
-        .testTarget(name: "MultiprocessingTests", dependencies: ["Multiprocessing"]),
+        // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
+        .executableTarget(
+            name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
+        .testTarget(
+            name: "MultiprocessingTests",
+            dependencies: [
+                "Multiprocessing", "MultiprocessingTestPrograms", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

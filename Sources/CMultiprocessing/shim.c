@@ -309,6 +309,14 @@ void mp_keep_freed_memory_for_reuse(void) {
 #endif
 }
 
+size_t mp_heap_bytes_in_use(void) {
+#if defined(__GLIBC__)
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
 void mp_bind_forked_child_symbols(void) {
 #if defined(__linux__)
     int signal = 0;

@@ -49,6 +49,8 @@ int mp_die_with_parent(pid_t parent);
 /// allocation: for processes, such as pool workers, that allocate and free
 /// the same large arrays over and over. Does nothing elsewhere.
 void mp_keep_freed_memory_for_reuse(void);
+/// Bytes of the C heap in use (glibc's mallinfo2 `uordblks`); 0 elsewhere.
+size_t mp_heap_bytes_in_use(void);
 /// Whether the calling thread is the process's main thread.
 int mp_is_main_thread(void);
 /// Calls, harmlessly, the C library functions a forked child calls first, so

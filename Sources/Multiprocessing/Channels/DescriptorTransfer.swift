@@ -39,15 +39,21 @@ final class DescriptorTransfer: @unchecked Sendable {
         taken = Set(descriptors.indices)
     }
 
-    /// The descriptor at `index`, made close-on-exec; -1 stays -1.
+    /// The descriptor at `index`, made close-on-exec; -1 stays -1. An index
+    /// taken before (several objects of one value share a segment, a queue)
+    /// gives a copy, since each object owns and closes its descriptor.
     func take(_ index: Int) throws -> Int32 {
         if index == -1 { return -1 }
-        guard descriptors.indices.contains(index), !taken.contains(index) else {
+        guard descriptors.indices.contains(index) else {
             throw MultiprocessingError(
                 .decodingFailed, "the task value names descriptor #\(index), which was not passed")
         }
-        taken.insert(index)
         let fd = descriptors[index]
+        guard taken.insert(index).inserted else {
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            if copy < 0 { throw Platform.error("dup of a descriptor shared by several objects") }
+            return copy
+        }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return fd
     }

@@ -1,71 +1,86 @@
-import Synchronization
-
-/// Values handed from threads to one waiting task, taken in batches.
+/// Values handed from threads to one waiting consumer, taken in batches.
 ///
-/// `put` appends under a lock and resumes the task if it waits; the task
-/// takes everything that arrived in one call, so a burst of small results
-/// costs one wake-up instead of one each.
-final class Inbox<Element: Sendable>: Sendable {
-    private struct State {
-        var items: [Element] = []
-        var waiter: UnsafeContinuation<Void, Never>?
-        var woken = false
-    }
-
-    private let state = Mutex(State())
+/// `put` appends under a lock and wakes the consumer if it waits; the
+/// consumer takes everything that arrived in one call, so a burst of small
+/// results costs one wake-up instead of one each. The consumer is a task
+/// (``takeAll()``) or a blocked thread (``takeAll(until:)``).
+final class Inbox<Element: Sendable>: @unchecked Sendable {
+    // @unchecked: every stored property is touched only with `lock` held.
+    private let lock = ConditionLock()
+    private var items: [Element] = []
+    private var waiter: UnsafeContinuation<Void, Never>?
+    private var woken = false
 
     init() {}
 
-    /// Adds a value; wakes the waiting task.
+    /// Adds a value; wakes the consumer.
     func put(_ element: sending Element) {
-        let waiter: UnsafeContinuation<Void, Never>? = state.withLock { state in
-            state.items.append(element)
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
+        lock.lock()
+        items.append(element)
+        let resumed = waiter
+        waiter = nil
+        lock.signal()
+        lock.unlock()
+        resumed?.resume()
     }
 
-    /// Wakes the waiting task (or the next call to ``takeAll()``) without a
-    /// value, as for cancellation.
+    /// Wakes the consumer (or its next call) without a value, as for
+    /// cancellation or a progress tick.
     func wake() {
-        let waiter: UnsafeContinuation<Void, Never>? = state.withLock { state in
-            state.woken = true
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
+        lock.lock()
+        woken = true
+        let resumed = waiter
+        waiter = nil
+        lock.signal()
+        lock.unlock()
+        resumed?.resume()
     }
 
     /// Everything that arrived, waiting first if nothing has. Empty only
     /// after ``wake()``. One task at a time may call it.
     func takeAll() async -> [Element] {
-        if let ready = take() { return ready }
+        if let ready = lock.withLock({ take() }) { return ready }
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            let waits = state.withLock { state in
-                guard state.items.isEmpty && !state.woken else { return false }
-                state.waiter = continuation
-                return true
+            lock.lock()
+            if items.isEmpty && !woken {
+                waiter = continuation
+                lock.unlock()
+            } else {
+                lock.unlock()
+                continuation.resume()
             }
-            if !waits { continuation.resume() }
         }
-        return take() ?? []
+        return lock.withLock { take() } ?? []
     }
 
+    /// Everything that arrived, blocking the calling thread until something
+    /// does, ``wake()`` is called or `deadline` passes (then it is empty).
+    func takeAll(until deadline: ContinuousClock.Instant?) -> [Element] {
+        lock.withLock {
+            while true {
+                if let ready = take() { return ready }
+                if let deadline {
+                    if !lock.wait(until: deadline) { return [] }
+                } else {
+                    lock.wait()
+                }
+            }
+        }
+    }
+
+    /// With the lock held: what arrived, `[]` once after a wake, `nil` when nothing did.
     private func take() -> [Element]? {
-        state.withLock { state in
-            if state.woken {
-                state.woken = false
-                return state.items.isEmpty ? [] : swap(&state.items)
-            }
-            return state.items.isEmpty ? nil : swap(&state.items)
+        if woken {
+            woken = false
+            return swapItems()
         }
+        return items.isEmpty ? nil : swapItems()
     }
 
-    private func swap(_ items: inout [Element]) -> [Element] {
+    private func swapItems() -> [Element] {
         var taken: [Element] = []
         taken.reserveCapacity(items.count)
-        Swift.swap(&taken, &items)
+        swap(&taken, &items)
         return taken
     }
 }

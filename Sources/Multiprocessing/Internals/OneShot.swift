@@ -4,6 +4,9 @@ final class OneShot<Value: Sendable>: @unchecked Sendable {
     private let lock = ConditionLock()
     private var value: Value?
     private var waiters: [UnsafeContinuation<Value, Never>] = []
+    /// Waiters that give up when their task is cancelled, by number.
+    private var cancellableWaiters: [Int: UnsafeContinuation<Value?, Never>] = [:]
+    private var nextWaiter = 0
 
     init() {}
 
@@ -18,11 +21,41 @@ final class OneShot<Value: Sendable>: @unchecked Sendable {
         }
         value = newValue
         let resumed = waiters
+        let cancellable = cancellableWaiters.values
         waiters = []
+        cancellableWaiters = [:]
         lock.broadcast()
         lock.unlock()
         for waiter in resumed { waiter.resume(returning: newValue) }
+        for waiter in cancellable { waiter.resume(returning: newValue) }
         return true
+    }
+
+    /// Waits for the value; `nil` if the waiting task is cancelled first.
+    func waitUnlessCancelled() async -> Value? {
+        if let value = current { return value }
+        let number = lock.withLock {
+            nextWaiter += 1
+            return nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Value?, Never>) in
+                lock.lock()
+                if let value {
+                    lock.unlock()
+                    continuation.resume(returning: value)
+                } else if Task.isCancelled {
+                    lock.unlock()
+                    continuation.resume(returning: nil)
+                } else {
+                    cancellableWaiters[number] = continuation
+                    lock.unlock()
+                }
+            }
+        } onCancel: {
+            let waiter = lock.withLock { cancellableWaiters.removeValue(forKey: number) }
+            waiter?.resume(returning: nil)
+        }
     }
 
     var current: Value? {

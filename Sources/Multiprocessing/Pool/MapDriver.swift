@@ -63,20 +63,39 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     /// - Throws: The input sequence's error, once everything read before it was handed out.
     @usableFromInline
     func nextChunk() async throws -> (Int, ChunkResults<Output>)? {
+        _ = try map.kind.get()
         while true {
             if let taken = takeCompleted() { return taken }
-            try await refill()
-            if inFlight == 0 && finishedCount == 0 {
-                reportFinished()
-                ticker?.cancel()
-                if let inputError {
-                    self.inputError = nil
-                    throw inputError
-                }
-                return nil
+            var plan = RefillPlan()
+            while let size = nextRead(&plan) { accept(await source.next(size), into: &plan) }
+            try submit(plan)
+            if try atEnd() { return nil }
+            if inFlight > 0 { try await waitForArrivals() }
+        }
+    }
+
+    /// ``nextChunk()`` for a thread that may block, until `deadline`.
+    private func nextChunkBlocking(until deadline: ContinuousClock.Instant?) throws -> (Int, ChunkResults<Output>)? {
+        guard let read = source.nextSynchronously else {
+            throw MultiprocessingError(
+                .invalidArgument, "get() waits for maps over synchronous sequences; await collect() for this one")
+        }
+        _ = try map.kind.get()
+        while true {
+            if let taken = takeCompleted() { return taken }
+            var plan = RefillPlan()
+            while let size = nextRead(&plan) { accept(read(size), into: &plan) }
+            try submit(plan)
+            if try atEnd() { return nil }
+            guard inFlight > 0 else { continue }
+            var wakeAt = deadline
+            if map.progress != nil { wakeAt = min(deadline ?? .now + .milliseconds(100), .now + .milliseconds(100)) }
+            let batch = arrivals.takeAll(until: wakeAt)
+            if let deadline, batch.isEmpty, deadline <= .now {
+                backend.cancel(group, stopRunning: true)
+                throw MultiprocessingError(.timedOut, "the map did not finish in time")
             }
-            if inFlight == 0 { continue }
-            try await waitForArrivals()
+            file(batch)
         }
     }
 
@@ -84,17 +103,40 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
     func collect() async throws -> [Output] {
         var all: [Output] = []
         if let count = map.knownCount { all.reserveCapacity(count) }
-        while let (_, chunk) = try await nextChunk() {
-            switch chunk {
-            case .values(let values) where values.count == 1:
-                all.append(values[0])  // chunks of one item: cheaper than appending an array
-            case .values(let values):
-                all += values
-            case .results(let results):
-                for result in results { all.append(try result.get()) }
-            }
-        }
+        while let (_, chunk) = try await nextChunk() { try Self.append(chunk, to: &all) }
         return all
+    }
+
+    /// ``collect()`` on a thread that may block.
+    func collectBlocking(until deadline: ContinuousClock.Instant?) throws -> [Output] {
+        var all: [Output] = []
+        if let count = map.knownCount { all.reserveCapacity(count) }
+        while let (_, chunk) = try nextChunkBlocking(until: deadline) { try Self.append(chunk, to: &all) }
+        return all
+    }
+
+    private static func append(_ chunk: ChunkResults<Output>, to all: inout [Output]) throws {
+        switch chunk {
+        case .values(let values) where values.count == 1:
+            all.append(values[0])  // chunks of one item: cheaper than appending an array
+        case .values(let values):
+            all += values
+        case .results(let results):
+            for result in results { all.append(try result.get()) }
+        }
+    }
+
+    /// Whether the map has ended: nothing in flight, nothing to hand out.
+    /// - Throws: The input sequence's error, once.
+    private func atEnd() throws -> Bool {
+        guard inFlight == 0 && finishedCount == 0 else { return false }
+        reportFinished()
+        ticker?.cancel()
+        if let inputError {
+            self.inputError = nil
+            throw inputError
+        }
+        return true
     }
 
     private func waitForArrivals() async throws {
@@ -110,6 +152,10 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
             arrivals.wake()
         }
         try Task.checkCancellation()
+        file(batch)
+    }
+
+    private func file(_ batch: [(Int, Int, Int, Int, ChunkResult)]) {
         for (index, first, items, bytes, result) in batch {
             inFlightBytes -= bytes
             receive(result, index: index, first: first, items: items)
@@ -159,55 +205,67 @@ final class MapDriver<Output: Sendable>: @unchecked Sendable {
         return (first, map.decode(result, items, first))
     }
 
-    /// Reads inputs and submits chunks until the in-flight limits, all in one submission.
-    private func refill() async throws {
-        let kind = try map.kind.get()
+    /// The chunks one refill reads: inputs are read, and chunks made, until
+    /// the in-flight limits; then they are submitted all at once.
+    private struct RefillPlan {
         var chunks: [PoolChunk] = []
-        var submittedBytes = 0
-        var refilling = false
-        while !exhausted {
-            let size = nextChunkSize()
-            // Small chunks need many in flight to keep the workers busy; large ones few.
-            let limit = max(window, min(2048, 65536 / size))
-            // Refill in batches: once half the window has drained, fill it again.
-            if !refilling && inFlight > limit / 2 { break }
-            refilling = true
-            guard
-                inFlight + chunks.count < limit && finishedCount < limit
-                    && inFlightBytes + submittedBytes < Self.inFlightByteLimit
-            else { break }
-            let batch = await source.next(size)
-            if let error = batch.error {
-                inputError = error
-                exhausted = true
-            }
-            guard let encoded = batch.chunk, batch.count > 0 else {
-                exhausted = true
-                break
-            }
-            let index = nextIndex
-            let first = firstItem
-            let bytes = encoded.payload.count
-            let count = batch.count
-            nextIndex += 1
-            submittedBytes += bytes
-            let arrivals = arrivals
-            chunks.append(
-                PoolChunk(
-                    kind: kind, payload: encoded.payload, descriptors: encoded.descriptors, items: count,
-                    firstItem: first, group: group
-                ) { arrivals.put((index, first, count, bytes, $0)) })
-            firstItem += count
+        var bytes = 0
+        var started = false
+    }
+
+    /// How many inputs to read next for `plan`, or `nil` when it is full.
+    private func nextRead(_ plan: inout RefillPlan) -> Int? {
+        guard !exhausted else { return nil }
+        let size = nextChunkSize()
+        // Small chunks need many in flight to keep the workers busy; large ones
+        // few. Until the first result tells how fast items are, a few.
+        let limit = nanosecondsPerItem == nil ? window : max(window, min(2048, 65536 / size))
+        // Refill in batches: once half the window has drained, fill it again.
+        if !plan.started && inFlight > limit / 2 { return nil }
+        plan.started = true
+        guard
+            inFlight + plan.chunks.count < limit && finishedCount < limit
+                && inFlightBytes + plan.bytes < Self.inFlightByteLimit
+        else { return nil }
+        return size
+    }
+
+    /// Makes a chunk of what was read.
+    private func accept(_ batch: InputBatch, into plan: inout RefillPlan) {
+        if let error = batch.error {
+            inputError = error
+            exhausted = true
         }
-        guard !chunks.isEmpty else { return }
+        guard let encoded = batch.chunk, batch.count > 0, let kind = try? map.kind.get() else {
+            exhausted = true
+            batch.chunk?.close()
+            return
+        }
+        let index = nextIndex
+        let first = firstItem
+        let bytes = encoded.payload.count
+        let count = batch.count
+        nextIndex += 1
+        firstItem += count
+        plan.bytes += bytes
+        let arrivals = arrivals
+        plan.chunks.append(
+            PoolChunk(
+                kind: kind, payload: encoded.payload, descriptors: encoded.descriptors, items: count, firstItem: first,
+                group: group
+            ) { arrivals.put((index, first, count, bytes, $0)) })
+    }
+
+    private func submit(_ plan: RefillPlan) throws {
+        guard !plan.chunks.isEmpty else { return }
         do {
-            try backend.submit(chunks)
+            try backend.submit(plan.chunks)
         } catch {
-            for chunk in chunks { for fd in chunk.descriptors { Platform.close(fd) } }
+            for chunk in plan.chunks { for fd in chunk.descriptors { Platform.close(fd) } }
             throw error
         }
-        inFlight += chunks.count
-        inFlightBytes += submittedBytes
+        inFlight += plan.chunks.count
+        inFlightBytes += plan.bytes
     }
 
     /// Explicit, or grown from 1 while items are fast until a chunk takes

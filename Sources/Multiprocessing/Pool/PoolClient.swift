@@ -58,7 +58,8 @@ public struct PoolClient: Sendable {
         _ function: F.Type, _ inputs: S, chunkSize: Int?, ordered: Bool
     ) -> PoolMap<F.Output> where S.Element == F.Input {
         functionMap(
-            F.self, source: AnyInputSource.reading(inputs), knownCount: AnyInputSource.knownCount(of: inputs), chunkSize: chunkSize,
+            F.self, source: AnyInputSource.reading(inputs), knownCount: AnyInputSource.knownCount(of: inputs),
+            chunkSize: chunkSize,
             ordered: ordered)
     }
 
@@ -78,7 +79,8 @@ public struct PoolClient: Sendable {
         tasks: S, chunkSize: Int?, ordered: Bool
     ) -> PoolMap<T.Output> where S.Element == T {
         taskMap(
-            T.self, source: AnyInputSource.reading(tasks), knownCount: AnyInputSource.knownCount(of: tasks), chunkSize: chunkSize,
+            T.self, source: AnyInputSource.reading(tasks), knownCount: AnyInputSource.knownCount(of: tasks),
+            chunkSize: chunkSize,
             ordered: ordered)
     }
 
@@ -89,7 +91,8 @@ public struct PoolClient: Sendable {
     ) -> PoolMap<F.Output> {
         makeMap(
             kind: Result {
-                PoolWorkKind(typeName: try TaskName.resolvable(FunctionChunk<F>.self), label: String(reflecting: F.self))
+                PoolWorkKind(
+                    typeName: try TaskName.resolvable(FunctionChunk<F>.self), label: String(reflecting: F.self))
             }, source: source, knownCount: knownCount, chunkSize: chunkSize, ordered: ordered,
             decode: ChunkDecoding.values(F.Output.self))
     }

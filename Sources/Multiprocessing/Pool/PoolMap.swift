@@ -29,10 +29,17 @@ struct InputBatch: Sendable {
 @usableFromInline
 struct AnyInputSource: Sendable {
     @usableFromInline let next: @Sendable (Int) async -> InputBatch
+    /// The same without suspending, for a synchronous sequence: what lets a
+    /// map be waited for from synchronous code.
+    @usableFromInline let nextSynchronously: (@Sendable (Int) -> InputBatch)?
 
     @inlinable
-    init(next: @escaping @Sendable (Int) async -> InputBatch) {
+    init(
+        next: @escaping @Sendable (Int) async -> InputBatch,
+        nextSynchronously: (@Sendable (Int) -> InputBatch)? = nil
+    ) {
         self.next = next
+        self.nextSynchronously = nextSynchronously
     }
 
     /// How many inputs there are, when the sequence is a collection.
@@ -48,12 +55,13 @@ struct AnyInputSource: Sendable {
     where S.Element: Codable & Sendable {
         {
             let box = IteratorBox(inputs.makeIterator())
-            return AnyInputSource { count in
+            let read: @Sendable (Int) -> InputBatch = { count in
                 var items: [S.Element] = []
                 items.reserveCapacity(count)
                 while items.count < count, let item = box.iterator.next() { items.append(item) }
                 return batch(items, error: nil)
             }
+            return AnyInputSource(next: read, nextSynchronously: read)
         }
     }
 
@@ -174,6 +182,20 @@ public struct PoolMap<Output: Sendable>: AsyncSequence, Sendable {
     /// - Throws: The first failed item's error; the input sequence's error.
     public func collect() async throws -> [Output] {
         try await MapDriver(self).collect()
+    }
+
+    /// Gathers every result into an array, blocking the calling thread
+    /// (Python's `pool.map`, and `map_async(...).get(timeout)`), for
+    /// synchronous programs: it starts no thread of Swift concurrency, so a
+    /// single-threaded program stays so (and may go on forking).
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
+    /// - Throws: The first failed item's error; `.timedOut` when `timeout`
+    ///   passes first (the map's remaining work is cancelled);
+    ///   `.invalidArgument` for a map over an asynchronous sequence.
+    @available(*, noasync, message: "Use collect() in async code")
+    public func get(timeout: Duration? = nil) throws -> [Output] {
+        try MapDriver(self).collectBlocking(until: timeout.map { .now + $0 })
     }
 
     /// Iterates a ``PoolMap``. Results are handed out of a chunk held by the

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Foundation
 
 /// The descriptors this process has open, from /proc/self/fd.
 func openDescriptors() -> [Int32] {
@@ -66,4 +67,21 @@ func eventually(within timeout: Duration, _ condition: () -> Bool) -> Bool {
         usleep(5000)
     }
     return condition()
+}
+
+/// Runs the test programs' executable (`Tests/Programs`, built beside the
+/// tests) with `arguments`; returns its exit status and what it printed.
+func runTestProgram(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let directory = (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") as NSString)
+        .deletingLastPathComponent
+    let process = Foundation.Process()
+    process.executableURL = URL(fileURLWithPath: directory + "/MultiprocessingTestPrograms")
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
 }

@@ -54,7 +54,9 @@ final class EngineChunk {
             var filled: [ChunkResult.Piece] = []
             var next = 0
             for piece in pieces {
-                if piece.range.lowerBound > next { filled.append(.failed(next..<piece.range.lowerBound, error ?? CancellationError())) }
+                if piece.range.lowerBound > next {
+                    filled.append(.failed(next..<piece.range.lowerBound, error ?? CancellationError()))
+                }
                 filled.append(piece)
                 next = piece.range.upperBound
             }
@@ -85,6 +87,8 @@ struct EngineJob {
     let range: Range<Int>
     /// The first item whose result has not come back.
     var next: Int
+    /// Whether its chunk's descriptors went to the worker with it.
+    var carriesDescriptors = false
     /// When the job was written to its worker or its last result came back
     /// (monotonic nanoseconds): when the next item's time starts, until the
     /// worker records that item's start.

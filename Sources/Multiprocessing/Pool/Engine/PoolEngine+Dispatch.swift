@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Logging
 
 /// How queued jobs reach workers. Every method runs with the engine's lock held.
 extension PoolEngine {
@@ -20,6 +21,7 @@ extension PoolEngine {
             if job.chunk.isComplete { continue }  // cancelled while it waited
             if let limit = options.maxTasksPerWorker, slot.assigned > 0, slot.assigned + job.range.count > limit {
                 pending.prepend(contentsOf: [job])
+                log(.info, "pool worker recycled after \(slot.assigned) items (maxTasksPerWorker)", slot)
                 stop(slot)
                 continue
             }
@@ -28,6 +30,7 @@ extension PoolEngine {
                 // A worker that is gone shows in its exit, which puts the job back.
                 try? slot.descriptors.send(chunk.descriptors)
                 slot.inFlightWithDescriptors += 1
+                job.carriesDescriptors = true
             }
             let sameWork = slot.lastTypeName == chunk.kind.typeName
             let work = PoolMessage.Work(

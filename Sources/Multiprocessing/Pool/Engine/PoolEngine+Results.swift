@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CMultiprocessing
+import Logging
 
 /// What the engine thread does with what comes back from workers: results,
 /// exits and items that overstay their timeout. Every method runs with the
@@ -74,6 +75,7 @@ extension PoolEngine {
         let cause = envelope.map { "\($0.error)" } ?? "an error that could not be decoded"
         var error = MultiprocessingError(
             .initializerFailed, "the pool's worker initializer failed in worker \(slot.index): \(cause)")
+        log(.error, "the pool's worker initializer failed; the pool is broken", slot, ["error": "\(cause)"])
         error.workerIndex = slot.index
         error.pid = slot.process.pid
         broken = error
@@ -115,7 +117,17 @@ extension PoolEngine {
     private func finishJob(in slot: WorkerSlot) {
         let job = slot.inFlight.removeFirst()
         slot.inFlightItems -= job.range.count
-        if !job.chunk.descriptors.isEmpty { slot.inFlightWithDescriptors -= 1 }
+        if job.carriesDescriptors { slot.inFlightWithDescriptors -= 1 }
+        stopIfOnlyCancelledWorkIsLeft(slot)
+    }
+
+    /// A worker of a closed pool that holds only cancelled jobs would run
+    /// them for nothing: it is stopped at once.
+    func stopIfOnlyCancelledWorkIsLeft(_ slot: WorkerSlot) {
+        guard phase != .accepting, !slot.inFlight.isEmpty, !slot.stoppedByPool,
+            slot.inFlight.remaining.allSatisfy({ $0.chunk.isComplete })
+        else { return }
+        stop(slot, now: true)
     }
 
     // MARK: Exits
@@ -127,11 +139,21 @@ extension PoolEngine {
         if (try? Platform.waitReadable([slot.results.readFD], deadline: .now).first) == true { readPipe(slot) }
         takeResults(slot)
         while !slot.pipeResults.isEmpty { handleResult(slot.pipeResults.removeFirst(), from: slot) }
+        if slot.retiring {
+            log(.info, "pool worker recycled: it grew past its memory limit", slot)
+        } else if !slot.stoppedByPool && !slot.isTimedOut && phase != .terminating
+            && (slot.takesWork || !slot.inFlight.isEmpty)
+        {
+            var metadata: Logger.Metadata = ["status": "\(status)"]
+            if let job = slot.inFlight.first { metadata["work"] = "\(job.chunk.kind.label)" }
+            log(.warning, "pool worker died; it is replaced", slot, metadata)
+        }
         slots.removeAll { $0 === slot }
         slot.work.close()
         slot.results.close()
         let jobs = slot.inFlight.remaining.filter { !$0.chunk.isComplete }
-        if let failure = broken ?? (phase == .terminating ? MultiprocessingError(.closed, "the pool was terminated") : nil)
+        if let failure = broken
+            ?? (phase == .terminating ? MultiprocessingError(.closed, "the pool was terminated") : nil)
         {
             for job in jobs { complete(job.chunk, failingRestWith: failure) }
         } else {
@@ -186,7 +208,8 @@ extension PoolEngine {
     ) -> MultiprocessingError {
         let pid = slot.process.pid ?? 0
         var error = MultiprocessingError(
-            .workerDied, "pool worker \(slot.index) (pid \(pid)) \(status) while running \(chunk.label(items: item..<item + 1))")
+            .workerDied,
+            "pool worker \(slot.index) (pid \(pid)) \(status) while running \(chunk.label(items: item..<item + 1))")
         error.terminationStatus = status
         error.pid = pid
         error.workerIndex = slot.index
@@ -252,8 +275,12 @@ extension PoolEngine {
                 chunk.add(.failed(item..<item + 1, error))
                 if chunk.isCovered { complete(chunk) }
             }
+            log(
+                .warning, "an item ran past the task timeout; its worker is stopped and replaced", slot,
+                ["work": "\(chunk.label(items: item..<item + 1))", "timeout": "\(options.taskTimeout!)"])
             slot.process.signalGroup(.terminate)
-            slot.state = .timedOut(item: item, killAt: now &+ UInt64(clamping: Platform.timeoutNanoseconds(options.gracePeriod)))
+            slot.state = .timedOut(
+                item: item, killAt: now &+ UInt64(clamping: Platform.timeoutNanoseconds(options.gracePeriod)))
         }
     }
 }

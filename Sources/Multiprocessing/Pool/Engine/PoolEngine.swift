@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CMultiprocessing
+import Logging
 import Synchronization
 
 /// Figures about one worker slot of a pool.
@@ -52,6 +53,8 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     private var nextJobID: UInt64 = 0
     /// Chunks completed under the lock, whose completions run once it is released.
     var completions: [(@Sendable (ChunkResult) -> Void, ChunkResult)] = []
+    /// Log records made under the lock, written once it is released.
+    private var logRecords: [(Logger.Level, Logger.Message, Logger.Metadata)] = []
     private let wake: (read: Int32, write: Int32)
     let initializer: PoolInitializer?
     /// Runs on the engine thread once every worker has been reaped.
@@ -154,6 +157,16 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
                     chunk.cancelled = true
                     complete(chunk)
                 }
+                // Jobs written to a worker that has not started them are queued work too.
+                for slot in slots {
+                    let running = slot.status.read().job
+                    for position in 0..<slot.inFlight.count where position > 0 || slot.inFlight[0].id != running {
+                        let chunk = slot.inFlight[position].chunk
+                        chunk.cancelled = true
+                        complete(chunk)
+                    }
+                    stopIfOnlyCancelledWorkIsLeft(slot)
+                }
             }
             dispatch()
         }
@@ -203,6 +216,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
             let done: Bool = lock.withLock {
                 if slots.isEmpty && (phase == .terminating || (phase != .accepting && pending.isEmpty)) {
                     // Everything this engine opened is closed before anyone is told it ended.
+                    watches = []
                     onEnd?()
                     Platform.close(wake.read)
                     Platform.close(wake.write)
@@ -284,11 +298,29 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     }
 
     func runCompletions() {
-        let ready = lock.withLock {
-            defer { completions.removeAll(keepingCapacity: true) }
-            return completions
+        let (ready, records) = lock.withLock {
+            defer {
+                completions.removeAll(keepingCapacity: true)
+                logRecords.removeAll()
+            }
+            return (completions, logRecords)
+        }
+        if let logger = options.logger {
+            for (level, message, metadata) in records { logger.log(level: level, message, metadata: metadata) }
         }
         for (completion, result) in ready { completion(result) }
+    }
+
+    /// Logs, once the lock is released, if the pool has a logger.
+    func log(
+        _ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ slot: WorkerSlot,
+        _ metadata: Logger.Metadata = [:]
+    ) {
+        guard let logger = options.logger, logger.logLevel <= level else { return }
+        var all = metadata
+        all["worker"] = "\(slot.index)"
+        if let pid = slot.process.pid { all["pid"] = "\(pid)" }
+        logRecords.append((level, message(), all))
     }
 
     private func startWorker(_ index: Int) throws -> WorkerSlot {
@@ -319,8 +351,11 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
         guard phase != .terminating, broken == nil, phase == .accepting || !pending.isEmpty else { return }
         statistics[slot.index].restarts += 1
         do {
-            slots.append(try startWorker(slot.index))
+            let started = try startWorker(slot.index)
+            slots.append(started)
+            log(.debug, "pool worker started", started)
         } catch {
+            log(.error, "a replacement pool worker could not start", slot, ["error": "\(error)"])
             broken =
                 error as? MultiprocessingError
                 ?? MultiprocessingError(.systemCall, "a replacement worker could not start: \(error)")

@@ -1,0 +1,52 @@
+// Programs the tests run as separate executables, for what only a whole
+// program shows: what happens when `main` returns, at exit, at startup.
+//
+//     multiprocessing-test-programs <scenario> [arguments...]
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Multiprocessing
+
+/// Sleeps, then creates the file at `path`.
+struct TouchLater: ProcessTask {
+    var path: String
+    var milliseconds: Int
+    func run() {
+        usleep(useconds_t(milliseconds * 1000))
+        let fd = open(path, O_CREAT | O_WRONLY, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+}
+
+struct Nap: ProcessTask {
+    func run() { usleep(100_000) }
+}
+
+nonisolated(unsafe) var poolAtExit: ProcessPool?
+
+let arguments = CommandLine.arguments.dropFirst()
+switch arguments.first {
+case "pool-exit-pending":
+    // Submits a task and returns from main without closing the pool: the
+    // task must still run before the program exits.
+    let pool = try ProcessPool(workers: 1)
+    _ = try pool.submit(TouchLater(path: arguments.dropFirst().first!, milliseconds: 500))
+    print("submitted; returning from main")
+case "pool-submit-during-exit":
+    // An exit handler registered before the pool runs after the pool's own:
+    // a submit there is refused, with an error that says why.
+    atexit {
+        do {
+            _ = try poolAtExit!.submit(Nap())
+            print("accepted")
+        } catch {
+            print("refused: \(error)")
+        }
+        fflush(nil)
+    }
+    poolAtExit = try ProcessPool(workers: 1)
+    _ = try poolAtExit!.submit(Nap())
+default:
+    print("unknown scenario: \(arguments.first ?? "none")")
+    exit(2)
+}
