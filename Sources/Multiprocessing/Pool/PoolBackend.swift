@@ -70,7 +70,8 @@ public struct PoolWorkKind: Hashable, Sendable {
     /// The user's type, as errors name it: "Square".
     public var label: String
 
-    init(typeName: String, label: String) {
+    /// A kind of work.
+    public init(typeName: String, label: String) {
         self.typeName = typeName
         self.label = label
     }
@@ -97,7 +98,8 @@ public struct PoolChunk: Sendable {
     /// Called once with the chunk's result.
     public var completion: @Sendable (ChunkResult) -> Void
 
-    init(
+    /// A chunk.
+    public init(
         kind: PoolWorkKind, payload: [UInt8], descriptors: [Int32], items: Int, firstItem: Int?, group: PoolGroup,
         completion: @escaping @Sendable (ChunkResult) -> Void
     ) {

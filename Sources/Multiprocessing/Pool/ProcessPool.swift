@@ -36,6 +36,11 @@ public final class ProcessPool: Sendable {
     /// How many workers the pool keeps running.
     public var workerCount: Int { engine.workerCount }
 
+    /// The pool's workers as a backend, for a layer that hands them chunks
+    /// it got elsewhere (a cluster node).
+    @_spi(PoolBackend)
+    public var backend: any PoolBackend { engine }
+
     /// Starts a pool.
     ///
     /// - Parameters:
