@@ -26,7 +26,7 @@ static int wait_on(mp_queue *queue, pthread_cond_t *cond, int64_t timeout_ns, co
 
 int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
     memset(queue, 0, sizeof(*queue));
-    int r = mp_robust_mutex_init(&queue->mutex);
+    int r = mp_robust_mutex_init(&queue->mutex, PTHREAD_MUTEX_NORMAL);
     if (!r) r = mp_shared_cond_init(&queue->not_empty);
     if (!r) r = mp_shared_cond_init(&queue->not_full);
     if (!r) r = mp_shared_cond_init(&queue->all_done);

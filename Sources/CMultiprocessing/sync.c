@@ -17,7 +17,7 @@ static int wait_changed(mp_sync *sync, int64_t timeout_ns, const struct timespec
 
 int mp_sync_init(mp_sync *sync, int64_t value, int64_t limit) {
     memset(sync, 0, sizeof(*sync));
-    int r = mp_robust_mutex_init(&sync->mutex);
+    int r = mp_robust_mutex_init(&sync->mutex, PTHREAD_MUTEX_NORMAL);
     if (!r) r = mp_shared_cond_init(&sync->changed);
     sync->value = value;
     sync->limit = limit;

@@ -59,6 +59,9 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         public static let full = Code("full")
         /// A pool's ``WorkerInitializer`` threw in a worker; the pool is broken.
         public static let initializerFailed = Code("initializerFailed")
+        /// The calling thread released, or waited on, a lock it does not hold
+        /// (Python's `RuntimeError` and `ValueError` for a released lock).
+        public static let lockNotHeld = Code("lockNotHeld")
     }
 
     /// The kind of failure.

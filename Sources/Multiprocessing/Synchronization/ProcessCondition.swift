@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CMultiprocessing
 
 /// A condition variable shared by processes, with its own lock (Python's
 /// `multiprocessing.Condition`).
@@ -17,58 +18,52 @@
 ///
 /// Like ``ProcessLock``, its lock is robust: a process killed holding it does
 /// not wedge the others, and the next owner learns of it.
+///
+/// The corresponding C functions are `pthread_cond_wait`,
+/// `pthread_cond_timedwait`, `pthread_cond_signal` and `pthread_cond_broadcast`,
+/// with `PTHREAD_PROCESS_SHARED`.
 public final class ProcessCondition: Sendable, Codable {
     private let memory: SharedMemory
 
-    private var mutex: UnsafeMutablePointer<pthread_mutex_t> {
-        memory.baseAddress.assumingMemoryBound(to: pthread_mutex_t.self)
+    private var condition: UnsafeMutablePointer<mp_condition> {
+        memory.baseAddress.assumingMemoryBound(to: mp_condition.self)
     }
 
-    private var condition: UnsafeMutablePointer<pthread_cond_t> {
-        (memory.baseAddress + Self.conditionOffset).assumingMemoryBound(to: pthread_cond_t.self)
+    private var lock: SharedLockState {
+        // The lock is the first field of the C struct.
+        SharedLockState(
+            UnsafeMutableRawPointer(condition).assumingMemoryBound(to: mp_lock.self), owner: "ProcessCondition")
     }
-
-    private static let conditionOffset =
-        (MemoryLayout<pthread_mutex_t>.stride + MemoryLayout<pthread_cond_t>.alignment - 1)
-        / MemoryLayout<pthread_cond_t>.alignment * MemoryLayout<pthread_cond_t>.alignment
 
     /// Creates a condition and its lock.
+    ///
+    /// - Throws: `.systemCall` when the memory, the mutex or the condition
+    ///   variable cannot be set up.
     public init() throws {
-        memory = try SharedMemory(size: Self.conditionOffset + MemoryLayout<pthread_cond_t>.stride)
-        try ProcessLock.initialize(
-            memory.baseAddress.bindMemory(to: pthread_mutex_t.self, capacity: 1), recursive: false)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        defer { pthread_condattr_destroy(&attributes) }
-        pthread_condattr_setpshared(&attributes, Int32(PTHREAD_PROCESS_SHARED))
-        #if canImport(Glibc)
-            pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        #endif
-        let condition = (memory.baseAddress + Self.conditionOffset).bindMemory(to: pthread_cond_t.self, capacity: 1)
-        let result = pthread_cond_init(condition, &attributes)
+        memory = try SharedMemory(size: MemoryLayout<mp_condition>.stride)
+        let result = mp_condition_init(memory.baseAddress.bindMemory(to: mp_condition.self, capacity: 1))
         if result != 0 { throw Platform.error("pthread_cond_init", result) }
     }
 
     /// Runs `body` holding the condition's lock.
+    ///
+    /// - Parameter body: Gets how the lock was acquired: after
+    ///   ``LockAcquisition/previousOwnerDied`` it should repair the data the lock protects.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws; `.invalidArgument` when the calling
+    ///   thread already holds the lock.
     @available(*, noasync, message: "Blocks the calling thread; the lock is owned by the thread that takes it")
     public func withLock<R>(_ body: (LockAcquisition) throws -> R) throws -> R {
-        var acquisition = LockAcquisition.acquired
-        switch pthread_mutex_lock(mutex) {
-        case 0: break
-        #if canImport(Glibc)
-            case EOWNERDEAD:
-                pthread_mutex_consistent(mutex)
-                acquisition = .previousOwnerDied
-        #endif
-        case let error: throw Platform.error("pthread_mutex_lock", error)
-        }
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(acquisition)
+        try lock.withLock(body)
     }
 
     /// Runs `body` holding the condition's lock, from async code without
     /// blocking a cooperative thread: the critical section, including any
     /// ``wait(timeout:)`` inside it, runs on one of the library's blocking threads.
+    ///
+    /// - Parameter body: Gets how the lock was acquired.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws.
     public func withLock<R: Sendable>(_ body: @escaping @Sendable (LockAcquisition) throws -> R) async throws -> R {
         try await BlockingThreads.run { try self.withLock(body) }
     }
@@ -76,37 +71,31 @@ public final class ProcessCondition: Sendable, Codable {
     /// Releases the lock, waits to be notified (or `timeout`), and takes the lock again.
     /// Call it inside ``withLock(_:)``, in a loop that checks what you wait for.
     ///
+    /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
     /// - Returns: `false` when the time ran out.
+    /// - Throws: `.lockNotHeld` when called outside ``withLock(_:)`` (the
+    ///   calling thread does not hold the lock).
     @available(*, noasync, message: "Blocks the calling thread")
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
-        var result: Int32
-        if let timeout {
-            #if canImport(Glibc)
-                var deadline = Platform.deadline(after: timeout, on: CLOCK_MONOTONIC)
-            #else
-                var deadline = Platform.deadline(after: timeout, on: CLOCK_REALTIME)
-            #endif
-            result = pthread_cond_timedwait(condition, mutex, &deadline)
-        } else {
-            result = pthread_cond_wait(condition, mutex)
+        let result = mp_condition_wait(condition, Platform.timeoutNanoseconds(timeout))
+        switch result {
+        case 0: return true
+        case ETIMEDOUT: return false
+        case EPERM:
+            throw MultiprocessingError(
+                .lockNotHeld,
+                "wait() on a ProcessCondition outside its withLock: the calling thread does not hold its lock",
+                errno: result)
+        default: throw Platform.error("pthread_cond_wait", result)
         }
-        #if canImport(Glibc)
-            if result == EOWNERDEAD {
-                pthread_mutex_consistent(mutex)
-                result = 0
-            }
-        #endif
-        if result == ETIMEDOUT { return false }
-        if result != 0 { throw Platform.error("pthread_cond_wait", result) }
-        return true
     }
 
     /// Wakes one waiter.
-    public func notify() { pthread_cond_signal(condition) }
+    public func notify() { mp_condition_notify(condition, 1) }
 
-    /// Wakes every waiter.
-    public func notifyAll() { pthread_cond_broadcast(condition) }
+    /// Wakes every waiter (Python's `notify_all()`).
+    public func notifyAll() { mp_condition_notify(condition, -1) }
 }
 
 /// The simplest queue (Python's `SimpleQueue`): put, get, isEmpty and close,
