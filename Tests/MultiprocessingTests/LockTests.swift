@@ -73,5 +73,47 @@ extension ProcessSuites {
             try lock.unlock()
             #expect(lock.description == "ProcessLock(recursive, unlocked)")
         }
+
+        @Test(
+            "notify(count: 2) wakes two of three waiting processes, and notify() the third",
+            arguments: everyStartMethod)
+        func notifyCount(method: StartMethod) throws {
+            let outcome = try outcome(of: NotifyCountScenario(), startingChildrenWith: method)
+            #expect(outcome.allWaiting)
+            #expect(outcome.twoWoke)
+            #expect(outcome.wokenAfterPause == 2)
+            #expect(outcome.lastWoke)
+            #expect(outcome.notified == [true, true, true])
+        }
+
+        @Test(
+            "wait(for:timeout:) returns once the predicate holds, or false when the whole timeout has passed",
+            arguments: everyStartMethod)
+        func waitForPredicate(method: StartMethod) throws {
+            let outcome = try outcome(of: WaitForPredicateScenario(), startingChildrenWith: method)
+            #expect(outcome.satisfied.result)
+            #expect(outcome.satisfied.flagAtReturn == 3)
+            #expect(outcome.satisfied.seconds < 20)
+            #expect(outcome.timedOut.result == false)
+            // Three notifications came while it waited: each wait took only the time left.
+            #expect(outcome.timedOut.seconds >= 0.38)
+            #expect(outcome.timedOut.seconds < 10)
+        }
+
+        @Test("wait(for:) does not wait for a predicate that already holds, and a zero timeout checks once")
+        func waitForWithoutWaiting() throws {
+            let condition = try ProcessCondition()
+            var checks = 0
+            let result = try condition.withLock { _ in
+                try condition.wait(
+                    for: {
+                        checks += 1
+                        return true
+                    }, timeout: nil)
+            }
+            #expect(result && checks == 1)
+            let never = try condition.withLock { _ in try condition.wait(for: { false }, timeout: .zero) }
+            #expect(never == false)
+        }
     }
 }

@@ -10,7 +10,7 @@ import CMultiprocessing
 ///
 /// ```swift
 /// try condition.withLock { _ in
-///     while !ready.value { try condition.wait() }
+///     try condition.wait(for: { ready.value })
 /// }
 /// // elsewhere:
 /// try condition.withLock { _ in ready.value = true; condition.notifyAll() }
@@ -69,7 +69,8 @@ public final class ProcessCondition: Sendable, Codable {
     }
 
     /// Releases the lock, waits to be notified (or `timeout`), and takes the lock again.
-    /// Call it inside ``withLock(_:)``, in a loop that checks what you wait for.
+    /// Call it inside ``withLock(_:)``, in a loop that checks what you wait
+    /// for, or use ``wait(for:timeout:)``, which is that loop.
     ///
     /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
     /// - Returns: `false` when the time ran out.
@@ -91,8 +92,44 @@ public final class ProcessCondition: Sendable, Codable {
         }
     }
 
-    /// Wakes one waiter.
-    public func notify() { mp_condition_notify(condition, 1) }
+    /// Waits until `predicate` is true (Python's `wait_for`): checks it, and
+    /// while it is false, waits to be notified and checks it again, until
+    /// `timeout` has passed in all. Call it inside ``withLock(_:)``; the
+    /// predicate runs holding the lock.
+    ///
+    /// ```swift
+    /// let ready = try condition.withLock { _ in
+    ///     try condition.wait(for: { queueLength.value > 0 }, timeout: .seconds(5))
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - predicate: What to wait for.
+    ///   - timeout: How long to wait in all; `nil` waits as long as it takes.
+    /// - Returns: The predicate's last result: `false` when the time ran out first.
+    /// - Throws: What `predicate` throws; as ``wait(timeout:)``.
+    @available(*, noasync, message: "Blocks the calling thread")
+    public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws -> Bool {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var result = try predicate()
+        while !result {
+            let left = deadline.map { $0 - ContinuousClock.now }
+            if let left, left <= .zero { break }
+            try wait(timeout: left)
+            result = try predicate()
+        }
+        return result
+    }
+
+    /// Wakes up to `count` of the processes and threads waiting (Python's
+    /// `notify(n)`); a `count` of 0 or less wakes none. Call it holding the
+    /// lock, after changing what the waiters check: a waiter that has not
+    /// started waiting yet then sees the change when it checks.
+    ///
+    /// - Parameter count: How many waiters to wake at most.
+    public func notify(count: Int = 1) {
+        if count > 0 { mp_condition_notify(condition, Int64(count)) }
+    }
 
     /// Wakes every waiter (Python's `notify_all()`).
     public func notifyAll() { mp_condition_notify(condition, -1) }

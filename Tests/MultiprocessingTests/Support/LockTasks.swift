@@ -136,3 +136,111 @@ struct HoldLocksUntilTold: ProcessTask {
         try plain.unlock()
     }
 }
+
+/// Three children wait on a condition; `notify(count: 2)` wakes two of
+/// them, and a `notify()` the third.
+struct NotifyCountScenario: Scenario {
+    struct Outcome: Codable, Sendable {
+        var allWaiting: Bool
+        var twoWoke: Bool
+        var wokenAfterPause: Int
+        var lastWoke: Bool
+        var notified: [Bool]
+    }
+
+    func run(startingChildrenWith method: StartMethod) throws -> Outcome {
+        let condition = try ProcessCondition()
+        let waiting = try SharedValue(0, locked: false)
+        let woken = try SharedValue(0, locked: false)
+        let children = try (0..<3).map { _ in
+            try ChildProcess(
+                WaitOnceOnCondition(condition: condition, waiting: waiting, woken: woken), startMethod: method)
+        }
+        for child in children { try child.start() }
+        // A waiter counts itself holding the lock, and only its wait lets the
+        // lock go: once the count is 3, all three wait.
+        let allWaiting = try eventually { try condition.withLock { _ in waiting.value == 3 } }
+        try condition.withLock { _ in condition.notify(count: 2) }
+        let twoWoke = try eventually { try condition.withLock { _ in woken.value == 2 } }
+        usleep(300_000)
+        let wokenAfterPause = try condition.withLock { _ in woken.value }
+        try condition.withLock { _ in condition.notify() }
+        let lastWoke = try eventually { try condition.withLock { _ in woken.value == 3 } }
+        for child in children { try child.join() }
+        return Outcome(
+            allWaiting: allWaiting, twoWoke: twoWoke, wokenAfterPause: wokenAfterPause, lastWoke: lastWoke,
+            notified: try children.map { try $0.value })
+    }
+}
+
+/// Waits once on the condition; returns whether it was notified (not timed out).
+struct WaitOnceOnCondition: ProcessTask {
+    var condition: ProcessCondition
+    var waiting: SharedValue<Int>
+    var woken: SharedValue<Int>
+
+    func run() throws -> Bool {
+        try condition.withLock { _ in
+            waiting.value += 1
+            let notified = try condition.wait(timeout: .seconds(30))
+            woken.value += 1
+            return notified
+        }
+    }
+}
+
+/// A child waits for a predicate that the scenario process makes true in
+/// three steps; another waits for one that stays false, until its timeout.
+struct WaitForPredicateScenario: Scenario {
+    struct Outcome: Codable, Sendable {
+        var satisfied: PredicateWait
+        var timedOut: PredicateWait
+    }
+
+    func run(startingChildrenWith method: StartMethod) throws -> Outcome {
+        let condition = try ProcessCondition()
+        let flag = try SharedValue(0, locked: false)
+        let started = try ProcessSemaphore(value: 0)
+        let satisfied = try ChildProcess(
+            WaitForFlag(condition: condition, flag: flag, target: 3, timeout: .seconds(30), started: started),
+            startMethod: method)
+        let timedOut = try ChildProcess(
+            WaitForFlag(condition: condition, flag: flag, target: 100, timeout: .milliseconds(400), started: started),
+            startMethod: method)
+        for child in [satisfied, timedOut] { try child.start() }
+        for _ in 0..<2 { guard try started.acquire(timeout: .seconds(20)) else { break } }
+        for _ in 0..<3 {
+            usleep(50_000)
+            try condition.withLock { _ in
+                flag.value += 1
+                condition.notifyAll()
+            }
+        }
+        for child in [satisfied, timedOut] { try child.join() }
+        return Outcome(satisfied: try satisfied.value, timedOut: try timedOut.value)
+    }
+}
+
+struct PredicateWait: Codable, Sendable {
+    var result: Bool
+    var flagAtReturn: Int
+    var seconds: Double
+}
+
+/// Waits, inside the condition's lock, for `flag >= target`.
+struct WaitForFlag: ProcessTask {
+    var condition: ProcessCondition
+    var flag: SharedValue<Int>
+    var target: Int
+    var timeout: Duration
+    var started: ProcessSemaphore
+
+    func run() throws -> PredicateWait {
+        try condition.withLock { _ in
+            try started.release()
+            let start = ContinuousClock.now
+            let result = try condition.wait(for: { flag.value >= target }, timeout: timeout)
+            return PredicateWait(result: result, flagAtReturn: flag.value, seconds: seconds(since: start))
+        }
+    }
+}
