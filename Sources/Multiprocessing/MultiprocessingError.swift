@@ -62,6 +62,10 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         /// The calling thread released, or waited on, a lock it does not hold
         /// (Python's `RuntimeError` and `ValueError` for a released lock).
         public static let lockNotHeld = Code("lockNotHeld")
+        /// A ``ProcessBarrier`` was broken before or while this party waited:
+        /// by another party's timeout, ``ProcessBarrier/abort()``,
+        /// ``ProcessBarrier/reset()`` or a failed action (Python's `BrokenBarrierError`).
+        public static let brokenBarrier = Code("brokenBarrier")
     }
 
     /// The kind of failure.

@@ -25,7 +25,7 @@ extension ProcessSuites {
             #expect(timedOut?.code == .timedOut)
             #expect(barrier.isBroken)
             let broken = #expect(throws: MultiprocessingError.self) { try barrier.wait(timeout: .seconds(1)) }
-            #expect(broken?.code == .closed)
+            #expect(broken?.code == .brokenBarrier)
             barrier.reset()
             #expect(!barrier.isBroken)
         }

@@ -32,15 +32,23 @@ final class DescriptorTransfer: @unchecked Sendable {
         return descriptors.count - 1
     }
 
-    /// The descriptor at `index`, made close-on-exec; -1 stays -1.
+    /// The descriptor at `index`, made close-on-exec; -1 stays -1. An index
+    /// taken before (an object the value holds twice, such as a shared value
+    /// that a task and its barrier's action both hold) gives a duplicate,
+    /// since each decoded object owns the descriptor it gets.
     func take(_ index: Int) throws -> Int32 {
         if index == -1 { return -1 }
-        guard descriptors.indices.contains(index), !taken.contains(index) else {
+        guard descriptors.indices.contains(index) else {
             throw MultiprocessingError(
                 .decodingFailed, "the task value names descriptor #\(index), which was not passed")
         }
-        taken.insert(index)
         let fd = descriptors[index]
+        if taken.contains(index) {
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            guard copy >= 0 else { throw Platform.error("fcntl(F_DUPFD_CLOEXEC)") }
+            return copy
+        }
+        taken.insert(index)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return fd
     }
