@@ -66,6 +66,8 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         /// by another party's timeout, ``ProcessBarrier/abort()``,
         /// ``ProcessBarrier/reset()`` or a failed action (Python's `BrokenBarrierError`).
         public static let brokenBarrier = Code("brokenBarrier")
+        /// The queue was shut down (Python's `queue.ShutDown`).
+        public static let shutDown = Code("shutDown")
     }
 
     /// The kind of failure.

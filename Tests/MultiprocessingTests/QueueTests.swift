@@ -117,5 +117,36 @@ extension ProcessSuites {
             #expect(error?.code == .encodingFailed)
             #expect(strict.isEmpty)
         }
+
+        @Test(
+            "shutdown wakes a blocked putter and getters in other processes; gets drain what is left, then throw",
+            arguments: everyStartMethod)
+        func shutdown(method: StartMethod) throws {
+            let outcome = try outcome(of: ShutdownScenario(), startingChildrenWith: method)
+            for waiter in [outcome.putter, outcome.getter, outcome.simpleGetter] {
+                #expect(waiter.error == "shutDown")
+                // Woken by the shutdown, after waiting, and long before their own timeout.
+                #expect(waiter.seconds >= 0.25)
+                #expect(waiter.seconds < 10)
+            }
+            #expect(outcome.drained == [1, 2])
+            #expect(outcome.getAfterDrain == "shutDown")
+            #expect(outcome.putAfterShutdown == "shutDown")
+            #expect(outcome.putAfterClose == "shutDown")
+        }
+
+        @Test(
+            "an immediate shutdown discards what is queued, gets throw at once, and join waits only for values taken",
+            arguments: everyStartMethod)
+        func immediateShutdown(method: StartMethod) throws {
+            let outcome = try outcome(of: ImmediateShutdownScenario(), startingChildrenWith: method)
+            #expect(outcome.countAfterShutdown == 0)
+            #expect(outcome.getAfterShutdown == "shutDown")
+            // The large value's descriptor was taken out of the socket and closed.
+            #expect(outcome.descriptorsKept)
+            #expect(outcome.joinerWaitedForTaken)
+            #expect(outcome.joiner.joined)
+            #expect(outcome.joiner.seconds >= 0.4)
+        }
     }
 }

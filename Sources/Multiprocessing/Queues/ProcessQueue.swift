@@ -19,6 +19,9 @@ import CMultiprocessing
 /// returned is lost. The lock inside is robust: a process killed while
 /// holding it does not wedge the others.
 ///
+/// ``close()`` and ``shutdown(immediate:)`` end the queue for every process
+/// that shares it, and wake every waiter.
+///
 /// ```swift
 /// let queue = try ProcessQueue<Int>()
 /// let producers = try [1, 2].map { try ChildProcess(Put(queue: queue, value: $0)) }
@@ -83,7 +86,8 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   - timeout: How long to wait for room: `nil` waits as long as it
     ///     takes, `.zero` does not wait (Python's `block=False`).
     /// - Throws: `.encodingFailed`; `.full` when there was no room in time;
-    ///   `.closed` after ``close()``.
+    ///   `.closed` after ``close()``; `.shutDown` after ``shutdown(immediate:)``,
+    ///   also when the put was waiting for room.
     @available(*, noasync, message: "Use the async put in async code")
     public func put(_ element: Element, timeout: Duration? = nil) throws {
         let bytes = try WireEncoder().encode(element)
@@ -91,6 +95,9 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     }
 
     /// Puts a value at the end of the queue, waiting for room without blocking a cooperative thread.
+    ///
+    /// - Parameter element: The value; it is encoded now.
+    /// - Throws: As ``put(_:timeout:)``.
     public func put(_ element: Element) async throws {
         let bytes = try WireEncoder().encode(element)
         try await BlockingThreads.run { try self.put(bytes: bytes, timeout: nil) }
@@ -112,6 +119,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
         case 0: return
         case ETIMEDOUT: throw MultiprocessingError(.full, "the queue stayed full for \(timeout ?? .zero)")
         case EPIPE: throw MultiprocessingError(.closed, "the queue is closed")
+        case ESHUTDOWN: throw MultiprocessingError(.shutDown, "the queue is shut down: it takes no more values")
         default: throw Platform.error("a queue put", result)
         }
     }
@@ -121,13 +129,18 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// - Parameter timeout: How long to wait for a value: `nil` waits as long
     ///   as it takes, `.zero` does not wait.
     /// - Throws: `.empty` when no value came in time; `.endOfStream` when the
-    ///   queue is closed and empty; `.decodingFailed` when the value is not an `Element`.
+    ///   queue is closed and empty; `.shutDown` when it is shut down and empty
+    ///   (at once after an immediate shutdown, also for a get that was
+    ///   waiting); `.decodingFailed` when the value is not an `Element`.
     @available(*, noasync, message: "Use the async get in async code")
     public func get(timeout: Duration? = nil) throws -> Element {
         try take(timeout: timeout)
     }
 
     /// Takes the value at the front of the queue, waiting without blocking a cooperative thread.
+    ///
+    /// - Returns: The value.
+    /// - Throws: As ``get(timeout:)``.
     public func get() async throws -> Element {
         try await BlockingThreads.run { try self.take(timeout: nil) }
     }
@@ -147,6 +160,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
             case 0: break
             case ETIMEDOUT: throw MultiprocessingError(.empty, "the queue stayed empty for \(timeout ?? .zero)")
             case EPIPE: throw MultiprocessingError(.endOfStream, "the queue is closed and empty")
+            case ESHUTDOWN: throw MultiprocessingError(.shutDown, "the queue is shut down and empty")
             default: throw Platform.error("a queue get", result)
             }
             if fd >= 0 {
@@ -175,7 +189,24 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// Closes the queue: later puts throw `.closed`; gets take what is left,
     /// then throw `.endOfStream`. Every process sharing the queue sees it.
     public func close() {
-        mp_queue_close(header)
+        _ = mp_queue_end(header, EPIPE, 0, sockets.receive)
+    }
+
+    /// Shuts the queue down, in every process that shares it (Python 3.13's
+    /// `Queue.shutdown`).
+    ///
+    /// Afterwards every put throws `.shutDown`, and so does every put that
+    /// was waiting for room, in any process. Gets take the values left and
+    /// then throw `.shutDown`; getters waiting on the empty queue are woken
+    /// and throw at once. ``taskDone()`` and ``join(timeout:)`` go on
+    /// working: a pending join returns once every value put has been marked
+    /// done. A ``close()`` afterwards leaves the queue shut down.
+    ///
+    /// - Parameter immediate: Whether to discard the values still queued,
+    ///   so that gets throw at once. Discarded values count as done, as in
+    ///   Python: a join waits only for values a get has taken.
+    public func shutdown(immediate: Bool = false) {
+        _ = mp_queue_end(header, ESHUTDOWN, immediate ? 1 : 0, sockets.receive)
     }
 
     /// Marks one value taken with get as processed (Python's `task_done()`).

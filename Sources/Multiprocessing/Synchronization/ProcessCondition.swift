@@ -134,35 +134,3 @@ public final class ProcessCondition: Sendable, Codable {
     /// Wakes every waiter (Python's `notify_all()`).
     public func notifyAll() { mp_condition_notify(condition, -1) }
 }
-
-/// The simplest queue (Python's `SimpleQueue`): put, get, isEmpty and close,
-/// without a size limit, timeouts or task accounting. It keeps its values in
-/// the same kind of shared ring as ``ProcessQueue``.
-public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable {
-    private let queue: ProcessQueue<Element>
-
-    /// Creates an empty queue.
-    public init() throws { queue = try ProcessQueue() }
-
-    /// Puts a value at the end; an encoding error is thrown here.
-    @available(*, noasync, message: "Use the async put in async code")
-    public func put(_ element: Element) throws { try queue.put(element) }
-
-    /// Puts a value at the end without blocking a cooperative thread.
-    public func put(_ element: Element) async throws { try await queue.put(element) }
-
-    /// Takes the value at the front, waiting as long as it takes.
-    ///
-    /// - Throws: `.endOfStream` once the queue is closed and empty.
-    @available(*, noasync, message: "Use the async get in async code")
-    public func get() throws -> Element { try queue.get() }
-
-    /// Takes the value at the front without blocking a cooperative thread.
-    public func get() async throws -> Element { try await queue.get() }
-
-    /// Whether no value is waiting.
-    public var isEmpty: Bool { queue.isEmpty }
-
-    /// Closes the queue: puts fail; gets take what is left, then end.
-    public func close() { queue.close() }
-}

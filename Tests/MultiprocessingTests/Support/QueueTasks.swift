@@ -52,3 +52,133 @@ struct Unencodable: Codable, Sendable {
         throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "refuses to be encoded"))
     }
 }
+
+/// A child blocks putting into a full queue, another getting from an empty
+/// one; the scenario process shuts both queues down.
+struct ShutdownScenario: Scenario {
+    struct Outcome: Codable, Sendable {
+        var putter: TimedWait
+        var getter: TimedWait
+        var simpleGetter: TimedWait
+        var drained: [Int]
+        var getAfterDrain: String
+        var putAfterShutdown: String
+        var putAfterClose: String
+    }
+
+    func run(startingChildrenWith method: StartMethod) throws -> Outcome {
+        let full = try ProcessQueue<Int>(maxCount: 2)
+        try full.put(1)
+        try full.put(2)
+        let empty = try ProcessQueue<Int>()
+        let simple = try SimpleProcessQueue<Int>()
+        let started = try ProcessSemaphore(value: 0)
+        let children = [
+            try ChildProcess(PutReportingError(queue: full, started: started), startMethod: method),
+            try ChildProcess(GetReportingError(queue: empty, started: started), startMethod: method),
+            try ChildProcess(GetFromSimpleReportingError(queue: simple, started: started), startMethod: method),
+        ]
+        for child in children { try child.start() }
+        for _ in children { _ = try started.acquire(timeout: .seconds(20)) }
+        usleep(300_000)  // they now wait, for room or for a value
+        full.shutdown()
+        empty.shutdown()
+        simple.shutdown()
+        for child in children { try child.join() }
+        var drained: [Int] = []
+        let getAfterDrain = errorCode {
+            while true { drained.append(try full.get(timeout: .zero)) }
+        }
+        let putAfterShutdown = errorCode { try full.put(4) }
+        full.close()
+        return Outcome(
+            putter: try children[0].value, getter: try children[1].value, simpleGetter: try children[2].value,
+            drained: drained, getAfterDrain: getAfterDrain, putAfterShutdown: putAfterShutdown,
+            putAfterClose: errorCode { try full.put(5) })
+    }
+}
+
+struct PutReportingError: ProcessTask {
+    var queue: ProcessQueue<Int>
+    var started: ProcessSemaphore
+    func run() throws -> TimedWait {
+        try started.release()
+        let start = ContinuousClock.now
+        let error = errorCode { try queue.put(3, timeout: .seconds(20)) }
+        return TimedWait(error: error, seconds: seconds(since: start))
+    }
+}
+
+struct GetReportingError: ProcessTask {
+    var queue: ProcessQueue<Int>
+    var started: ProcessSemaphore
+    func run() throws -> TimedWait {
+        try started.release()
+        let start = ContinuousClock.now
+        let error = errorCode { _ = try queue.get(timeout: .seconds(20)) }
+        return TimedWait(error: error, seconds: seconds(since: start))
+    }
+}
+
+struct GetFromSimpleReportingError: ProcessTask {
+    var queue: SimpleProcessQueue<Int>
+    var started: ProcessSemaphore
+    func run() throws -> TimedWait {
+        try started.release()
+        let start = ContinuousClock.now
+        let error = errorCode { _ = try queue.get() }
+        return TimedWait(error: error, seconds: seconds(since: start))
+    }
+}
+
+/// Three values, one of them large enough for a segment of its own, wait in
+/// a queue, one more has been taken; a child waits in join. An immediate
+/// shutdown discards the three, and the join returns once the one taken is done.
+struct ImmediateShutdownScenario: Scenario {
+    struct Outcome: Codable, Sendable {
+        var countAfterShutdown: Int
+        var getAfterShutdown: String
+        var descriptorsKept: Bool
+        var joinerWaitedForTaken: Bool
+        var joiner: TimedJoin
+    }
+
+    func run(startingChildrenWith method: StartMethod) throws -> Outcome {
+        let queue = try ProcessQueue<[UInt8]>(bufferSize: 1 << 16)
+        for value in [[0], [1], [UInt8](repeating: 2, count: 64 << 10), [3]] as [[UInt8]] { try queue.put(value) }
+        _ = try queue.get()
+        let started = try ProcessSemaphore(value: 0)
+        let joiner = try ChildProcess(JoinReporting(queue: queue, started: started), startMethod: method)
+        try joiner.start()
+        _ = try started.acquire(timeout: .seconds(20))
+        usleep(200_000)
+        let before = openDescriptors()
+        queue.shutdown(immediate: true)
+        let descriptorsKept = openDescriptors() == before
+        let countAfterShutdown = queue.count
+        let getAfterShutdown = errorCode { _ = try queue.get(timeout: .seconds(5)) }
+        usleep(300_000)
+        let joinerWaitedForTaken = joiner.isAlive
+        try queue.taskDone()
+        try joiner.join()
+        return Outcome(
+            countAfterShutdown: countAfterShutdown, getAfterShutdown: getAfterShutdown,
+            descriptorsKept: descriptorsKept, joinerWaitedForTaken: joinerWaitedForTaken, joiner: try joiner.value)
+    }
+}
+
+struct TimedJoin: Codable, Sendable {
+    var joined: Bool
+    var seconds: Double
+}
+
+struct JoinReporting: ProcessTask {
+    var queue: ProcessQueue<[UInt8]>
+    var started: ProcessSemaphore
+    func run() throws -> TimedJoin {
+        try started.release()
+        let start = ContinuousClock.now
+        let joined = try queue.join(timeout: .seconds(20))
+        return TimedJoin(joined: joined, seconds: seconds(since: start))
+    }
+}
