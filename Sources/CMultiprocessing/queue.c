@@ -130,12 +130,15 @@ static int receive_ticket(int sock, uint64_t ticket, int *fd) {
 }
 
 /* The record at the head: its payload's size in the ring, and the size of
-   the value it holds, or for a ticket, its number and the value's size. */
+   the value it holds, or for a ticket, its number and the value's size.
+   EBADMSG when its header claims more than the ring holds: the shared
+   memory was overwritten. */
 static int peek_head(mp_queue *queue, uint64_t *payload, uint64_t ticket[2]) {
     uint64_t word;
     ring_copy_out(queue, queue->head, &word, 8);
     *payload = word & ~RECORD_TICKET;
     int is_ticket = (word & RECORD_TICKET) != 0;
+    if (8 + *payload > queue->used || (is_ticket && *payload != 16)) return EBADMSG;
     if (is_ticket)
         ring_copy_out(queue, queue->head + 8, ticket, 16);
     else
@@ -167,8 +170,8 @@ static int discard_head(mp_queue *queue, int sock) {
     return 0;
 }
 
-int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes, uint64_t *length, int sock,
-                 int *fd, int64_t timeout_ns) {
+int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, uint64_t max_length, void **bytes,
+                 uint64_t *length, int sock, int *fd, int64_t timeout_ns) {
     *bytes = NULL;
     *length = 0;
     *fd = -1;
@@ -195,7 +198,17 @@ int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes,
     }
     uint64_t payload, ticket[2];
     int kind = peek_head(queue, &payload, ticket);
+    if (kind == EBADMSG) {
+        pthread_mutex_unlock(&queue->mutex);
+        return EBADMSG;
+    }
     *length = ticket[1];
+    if (ticket[1] > max_length) {
+        /* Refused before anything the size claims is allocated or mapped. */
+        r = discard_head(queue, sock);
+        pthread_mutex_unlock(&queue->mutex);
+        return r ? r : EMSGSIZE;
+    }
     if (kind == EINPROGRESS) {
         r = receive_ticket(sock, ticket[0], fd);
         if (r) {

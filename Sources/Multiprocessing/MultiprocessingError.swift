@@ -68,6 +68,9 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         public static let brokenBarrier = Code("brokenBarrier")
         /// The queue was shut down (Python's `queue.ShutDown`).
         public static let shutDown = Code("shutDown")
+        /// A value is larger than a queue's maximum message size: refused at a
+        /// put, or discarded at a get.
+        public static let messageTooLarge = Code("messageTooLarge")
     }
 
     /// The kind of failure.

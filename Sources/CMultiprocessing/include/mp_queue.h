@@ -39,10 +39,12 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
 /// Removes the oldest record into `buffer` when it fits in `capacity` bytes,
 /// else into a malloc'ed buffer (`*bytes`, `*length`), or for a ticket,
 /// receives its descriptor into `*fd` (else -1). Returns 0, ETIMEDOUT
-/// (empty), EPIPE (closed and empty), ESHUTDOWN (shut down and empty), or
-/// another errno.
-int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes, uint64_t *length, int sock,
-                 int *fd, int64_t timeout_ns);
+/// (empty), EPIPE (closed and empty), ESHUTDOWN (shut down and empty),
+/// EMSGSIZE (the value's size, in `*length`, is above `max_length`: the
+/// record is discarded and counts as done), EBADMSG (the ring's memory was
+/// overwritten), or another errno.
+int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, uint64_t max_length, void **bytes,
+                 uint64_t *length, int sock, int *fd, int64_t timeout_ns);
 /// Marks one record done (for join); EINVAL when more are marked than were put.
 int mp_queue_task_done(mp_queue *queue);
 /// Waits until every record put has been marked done.

@@ -6,13 +6,18 @@ public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable
 
     /// Creates an empty queue.
     ///
-    /// - Throws: `.systemCall` when the shared memory cannot be made.
-    public init() throws { queue = try ProcessQueue() }
+    /// - Parameter maximumMessageSize: The largest encoded value, in bytes,
+    ///   that this queue accepts, as for ``ProcessQueue``; `nil`: no limit.
+    /// - Throws: `.invalidArgument` for a maximum below 1; `.systemCall` when
+    ///   the shared memory cannot be made.
+    public init(maximumMessageSize: Int? = nil) throws {
+        queue = try ProcessQueue(maximumMessageSize: maximumMessageSize)
+    }
 
     /// Puts a value at the end.
     ///
-    /// - Throws: `.encodingFailed`; `.closed` after ``close()``; `.shutDown`
-    ///   after ``shutdown(immediate:)``.
+    /// - Throws: `.encodingFailed`; `.messageTooLarge` above the maximum
+    ///   message size; `.closed` after ``close()``; `.shutDown` after ``shutdown(immediate:)``.
     @available(*, noasync, message: "Use the async put in async code")
     public func put(_ element: Element) throws { try queue.put(element) }
 
@@ -24,7 +29,8 @@ public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable
     /// Takes the value at the front, waiting as long as it takes.
     ///
     /// - Throws: `.endOfStream` once the queue is closed and empty;
-    ///   `.shutDown` once it is shut down and empty.
+    ///   `.shutDown` once it is shut down and empty; `.messageTooLarge` for a
+    ///   value above the maximum message size (it is discarded).
     @available(*, noasync, message: "Use the async get in async code")
     public func get() throws -> Element { try queue.get() }
 

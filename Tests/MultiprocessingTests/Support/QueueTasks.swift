@@ -182,3 +182,46 @@ struct JoinReporting: ProcessTask {
         return TimedJoin(joined: joined, seconds: seconds(since: start))
     }
 }
+
+/// A queue limited to 1 KiB refuses a larger put; a child puts larger
+/// values through a handle of its own without the limit; the limited
+/// handle's gets discard them.
+struct MessageSizeScenario: Scenario {
+    struct Outcome: Codable, Sendable {
+        var putOverLimit: String
+        var countAfterRefusedPut: Int
+        var childSawLimit: Int?
+        var gets: [String]
+        var lastValue: [UInt8]?
+        var joined: Bool
+    }
+
+    func run(startingChildrenWith method: StartMethod) throws -> Outcome {
+        let queue = try ProcessQueue<[UInt8]>(bufferSize: 1 << 16, maximumMessageSize: 1024)
+        let putOverLimit = errorCode { try queue.put([UInt8](repeating: 1, count: 2000)) }
+        let countAfterRefusedPut = queue.count
+        let child = try ChildProcess(PutPastTheLimit(queue: queue), startMethod: method)
+        try child.start()
+        try child.join()
+        var lastValue: [UInt8]?
+        let gets = (0..<3).map { _ in errorCode { lastValue = try queue.get(timeout: .seconds(5)) } }
+        try queue.taskDone()
+        return Outcome(
+            putOverLimit: putOverLimit, countAfterRefusedPut: countAfterRefusedPut, childSawLimit: try child.value,
+            gets: gets, lastValue: lastValue, joined: try queue.join(timeout: .seconds(5)))
+    }
+}
+
+/// Puts a 100 KiB value (in a segment of its own), a 4000-byte one (in the
+/// ring) and a small one through a handle without a limit; returns the
+/// limit of the handle it was given.
+struct PutPastTheLimit: ProcessTask {
+    var queue: ProcessQueue<[UInt8]>
+    func run() throws -> Int? {
+        let unlimited = try ProcessQueue(queue, maximumMessageSize: nil)
+        try unlimited.put([UInt8](repeating: 7, count: 100 << 10))
+        try unlimited.put([UInt8](repeating: 8, count: 4000))
+        try unlimited.put([9, 9, 9])
+        return queue.maximumMessageSize
+    }
+}
