@@ -15,9 +15,9 @@ extension ProcessSuites {
             #expect(outcome.bothWaiting)
             #expect(!outcome.brokenAfterReset)
             for child in outcome.children {
-                #expect(child.firstError == "brokenBarrier")
+                #expect(child.first.error == "brokenBarrier")
                 // Released by the reset, not by its own 20 s timeout.
-                #expect(child.firstSeconds < 10)
+                #expect(child.first.seconds < 10)
                 #expect(child.secondError == "none")
             }
             let indices = outcome.children.compactMap(\.secondIndex) + [outcome.parentIndex]

@@ -32,7 +32,7 @@ public final class ProcessCondition: Sendable, Codable {
     private var lock: SharedLockState {
         // The lock is the first field of the C struct.
         SharedLockState(
-            UnsafeMutableRawPointer(condition).assumingMemoryBound(to: mp_lock.self), owner: "ProcessCondition")
+            UnsafeMutableRawPointer(condition).assumingMemoryBound(to: mp_lock.self), typeName: "ProcessCondition")
     }
 
     /// Creates a condition and its lock.

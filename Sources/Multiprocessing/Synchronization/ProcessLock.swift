@@ -47,7 +47,7 @@ public final class ProcessLock: Sendable, Codable, CustomStringConvertible {
     let memory: SharedMemory
 
     private var state: SharedLockState {
-        SharedLockState(memory.baseAddress.assumingMemoryBound(to: mp_lock.self), owner: "ProcessLock")
+        SharedLockState(memory.baseAddress.assumingMemoryBound(to: mp_lock.self), typeName: "ProcessLock")
     }
 
     /// Creates an unlocked lock.
@@ -151,11 +151,11 @@ public final class ProcessLock: Sendable, Codable, CustomStringConvertible {
 struct SharedLockState {
     let lock: UnsafeMutablePointer<mp_lock>
     /// The public type, for messages.
-    let owner: String
+    let typeName: String
 
-    init(_ lock: UnsafeMutablePointer<mp_lock>, owner: String) {
+    init(_ lock: UnsafeMutablePointer<mp_lock>, typeName: String) {
         self.lock = lock
-        self.owner = owner
+        self.typeName = typeName
     }
 
     /// Takes the lock, waiting at most `timeout` (`nil`: as long as it takes).
@@ -169,7 +169,7 @@ struct SharedLockState {
         case EDEADLK:
             throw MultiprocessingError(
                 .invalidArgument,
-                "the calling thread already holds this \(owner): taking it again would wait forever; "
+                "the calling thread already holds this \(typeName): taking it again would wait forever; "
                     + "a lock its holder may take again is ProcessLock(recursive: true)")
         case let error: throw Platform.error("pthread_mutex_lock", error)
         }
@@ -180,7 +180,7 @@ struct SharedLockState {
         if result == EPERM {
             throw MultiprocessingError(
                 .lockNotHeld,
-                "unlock of a \(owner) the calling thread does not hold (\(description)): only the thread "
+                "unlock of a \(typeName) the calling thread does not hold (\(description)): only the thread "
                     + "that took a lock releases it; for a permit that another process releases, "
                     + "use ProcessSemaphore(value: 1, maximum: 1)",
                 errno: result)
@@ -216,6 +216,6 @@ struct SharedLockState {
             if mine != 0 { parts.append("the calling thread") }
             if recursive { parts.append("depth: \(depth)") }
         }
-        return "\(owner)(\(parts.joined(separator: ", ")))"
+        return "\(typeName)(\(parts.joined(separator: ", ")))"
     }
 }

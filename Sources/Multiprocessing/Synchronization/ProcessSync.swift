@@ -161,6 +161,11 @@ public protocol BarrierAction: Codable, Sendable {
 /// try barrier.wait()
 /// ```
 ///
+/// The action runs outside the barrier's lock while the others wait, so a
+/// party's timeout counts the action's time too: a timeout that runs out
+/// during the action breaks the round, and the party that ran it gets
+/// `.brokenBarrier` as well.
+///
 /// - Important: A party that dies while it waits still counts as arrived,
 ///   and one that dies while it runs the action leaves the round unfinished:
 ///   give the barrier a timeout if parties may die.

@@ -6,8 +6,7 @@ import Multiprocessing
 /// How a party's two waits at a barrier went: the first broken by a reset,
 /// the second in the round after it.
 struct WaitsAroundReset: Codable, Sendable {
-    var firstError: String
-    var firstSeconds: Double
+    var first: TimedWait
     var secondIndex: Int?
     var secondError: String
 }
@@ -44,12 +43,10 @@ struct WaitThroughReset: ProcessTask {
     var barrier: ProcessBarrier
 
     func run() throws -> WaitsAroundReset {
-        let start = ContinuousClock.now
-        let first = errorCode { try barrier.wait(timeout: .seconds(20)) }
-        let firstSeconds = seconds(since: start)
+        let first = timed { try barrier.wait(timeout: .seconds(20)) }
         var index: Int?
         let second = errorCode { index = try barrier.wait(timeout: .seconds(20)) }
-        return WaitsAroundReset(firstError: first, firstSeconds: firstSeconds, secondIndex: index, secondError: second)
+        return WaitsAroundReset(first: first, secondIndex: index, secondError: second)
     }
 }
 
@@ -191,9 +188,5 @@ struct DefaultTimeoutScenario: Scenario {
 struct WaitWithDefaultTimeout: ProcessTask {
     var barrier: ProcessBarrier
 
-    func run() -> TimedWait {
-        let start = ContinuousClock.now
-        let error = errorCode { try barrier.wait() }
-        return TimedWait(error: error, seconds: seconds(since: start))
-    }
+    func run() -> TimedWait { timed { try barrier.wait() } }
 }

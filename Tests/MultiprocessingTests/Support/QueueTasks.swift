@@ -103,9 +103,7 @@ struct PutReportingError: ProcessTask {
     var started: ProcessSemaphore
     func run() throws -> TimedWait {
         try started.release()
-        let start = ContinuousClock.now
-        let error = errorCode { try queue.put(3, timeout: .seconds(20)) }
-        return TimedWait(error: error, seconds: seconds(since: start))
+        return timed { try queue.put(3, timeout: .seconds(20)) }
     }
 }
 
@@ -114,9 +112,7 @@ struct GetReportingError: ProcessTask {
     var started: ProcessSemaphore
     func run() throws -> TimedWait {
         try started.release()
-        let start = ContinuousClock.now
-        let error = errorCode { _ = try queue.get(timeout: .seconds(20)) }
-        return TimedWait(error: error, seconds: seconds(since: start))
+        return timed { _ = try queue.get(timeout: .seconds(20)) }
     }
 }
 
@@ -125,9 +121,7 @@ struct GetFromSimpleReportingError: ProcessTask {
     var started: ProcessSemaphore
     func run() throws -> TimedWait {
         try started.release()
-        let start = ContinuousClock.now
-        let error = errorCode { _ = try queue.get() }
-        return TimedWait(error: error, seconds: seconds(since: start))
+        return timed { _ = try queue.get() }
     }
 }
 

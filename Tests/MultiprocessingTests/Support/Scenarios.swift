@@ -49,6 +49,13 @@ struct TimedWait: Codable, Sendable {
     var seconds: Double
 }
 
+/// Runs `body`; the error code it ended with, and how long it took.
+func timed(_ body: () throws -> Void) -> TimedWait {
+    let start = ContinuousClock.now
+    let error = errorCode(body)
+    return TimedWait(error: error, seconds: seconds(since: start))
+}
+
 /// Seconds since `start`.
 func seconds(since start: ContinuousClock.Instant) -> Double {
     let elapsed = ContinuousClock.now - start
