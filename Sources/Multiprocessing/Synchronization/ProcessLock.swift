@@ -29,8 +29,10 @@ public enum LockAcquisition: Sendable, Hashable {
 ///
 /// ```swift
 /// let lock = try ProcessLock()
-/// if try lock.lock() == .previousOwnerDied { repairSharedState() }
-/// defer { try? lock.unlock() }
+/// try lock.withLock { acquisition in
+///     if acquisition == .previousOwnerDied { repairSharedState() }
+///     updateSharedState()
+/// }
 /// ```
 ///
 /// - Important: A lock is owned by the thread that took it: only that

@@ -20,6 +20,10 @@ struct SharedSync: Sendable, Codable {
 
 /// A counting semaphore shared by processes (Python's `Semaphore` and,
 /// with `maximum`, `BoundedSemaphore`).
+///
+/// Made with `value: 1, maximum: 1` it is a lock that any process or thread
+/// may release, not only the one that acquired it: what Python's `Lock`
+/// allows and a ``ProcessLock`` refuses.
 public final class ProcessSemaphore: Sendable, Codable {
     private let sync: SharedSync
 
