@@ -101,27 +101,36 @@ struct ShutdownScenario: Scenario {
 struct PutReportingError: ProcessTask {
     var queue: ProcessQueue<Int>
     var started: ProcessSemaphore
-    func run() throws -> TimedWait {
-        try started.release()
-        return timed { try queue.put(3, timeout: .seconds(20)) }
+    func run() -> TimedWait {
+        // Timed from before it says it started: the time includes the scenario's pause.
+        timed {
+            try started.release()
+            try queue.put(3, timeout: .seconds(20))
+        }
     }
 }
 
 struct GetReportingError: ProcessTask {
     var queue: ProcessQueue<Int>
     var started: ProcessSemaphore
-    func run() throws -> TimedWait {
-        try started.release()
-        return timed { _ = try queue.get(timeout: .seconds(20)) }
+    func run() -> TimedWait {
+        // Timed from before it says it started: the time includes the scenario's pause.
+        timed {
+            try started.release()
+            _ = try queue.get(timeout: .seconds(20))
+        }
     }
 }
 
 struct GetFromSimpleReportingError: ProcessTask {
     var queue: SimpleProcessQueue<Int>
     var started: ProcessSemaphore
-    func run() throws -> TimedWait {
-        try started.release()
-        return timed { _ = try queue.get() }
+    func run() -> TimedWait {
+        // Timed from before it says it started: the time includes the scenario's pause.
+        timed {
+            try started.release()
+            _ = try queue.get()
+        }
     }
 }
 
@@ -170,8 +179,8 @@ struct JoinReporting: ProcessTask {
     var queue: ProcessQueue<[UInt8]>
     var started: ProcessSemaphore
     func run() throws -> TimedJoin {
-        try started.release()
         let start = ContinuousClock.now
+        try started.release()
         let joined = try queue.join(timeout: .seconds(20))
         return TimedJoin(joined: joined, seconds: seconds(since: start))
     }
