@@ -62,6 +62,24 @@ extension ProcessSuites {
             #expect(outcome.broken)
         }
 
+        @Test("a party's timeout that runs out during the action breaks the round, also for the party that ran it")
+        func timeoutDuringAction() throws {
+            // The child waits for the default 1 s; this process arrives last, with 20 s of its own.
+            let barrier = try ProcessBarrier(
+                parties: 2, action: SlowAction(milliseconds: 2500), timeout: .seconds(1))
+            let waiter = try ChildProcess(WaitWithDefaultTimeout(barrier: barrier))
+            try waiter.start()
+            #expect(eventually { barrier.waitingCount == 1 })
+            let start = ContinuousClock.now
+            let mine = #expect(throws: MultiprocessingError.self) { try barrier.wait(timeout: .seconds(20)) }
+            #expect(mine?.code == .brokenBarrier)
+            // It ran the whole action before it learned that the round was broken.
+            #expect(ContinuousClock.now - start >= .milliseconds(2400))
+            try waiter.join()
+            #expect(try waiter.value.error == "timedOut")
+            #expect(barrier.isBroken)
+        }
+
         @Test("an explicit timeout wins over the default one; the async wait uses the default")
         func explicitAndAsyncTimeouts() async throws {
             let barrier = try ProcessBarrier(parties: 2, timeout: .seconds(30))

@@ -190,3 +190,9 @@ struct WaitWithDefaultTimeout: ProcessTask {
 
     func run() -> TimedWait { timed { try barrier.wait() } }
 }
+
+/// An action that takes its time.
+struct SlowAction: BarrierAction {
+    var milliseconds: Int
+    func run() { usleep(useconds_t(milliseconds * 1000)) }
+}
