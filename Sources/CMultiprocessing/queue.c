@@ -26,7 +26,7 @@ static int wait_on(mp_queue *queue, pthread_cond_t *cond, int64_t timeout_ns, co
 
 int mp_queue_init(mp_queue *queue, uint64_t capacity, uint64_t max_count) {
     memset(queue, 0, sizeof(*queue));
-    int r = mp_robust_mutex_init(&queue->mutex);
+    int r = mp_robust_mutex_init(&queue->mutex, PTHREAD_MUTEX_NORMAL);
     if (!r) r = mp_shared_cond_init(&queue->not_empty);
     if (!r) r = mp_shared_cond_init(&queue->not_full);
     if (!r) r = mp_shared_cond_init(&queue->all_done);
@@ -55,7 +55,7 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
     if (r) return r;
     uint64_t ticket = 0;
     for (;;) {
-        while (!queue->closed && (queue->capacity - queue->used < needed ||
+        while (!queue->ended && (queue->capacity - queue->used < needed ||
                                   (queue->max_count && queue->count >= queue->max_count))) {
             r = wait_on(queue, &queue->not_full, timeout_ns, &deadline);
             if (r) {
@@ -63,9 +63,9 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
                 return r;
             }
         }
-        if (queue->closed) {
+        if (queue->ended) {
             pthread_mutex_unlock(&queue->mutex);
-            return EPIPE;
+            return (int)queue->ended;
         }
         if (fd < 0) break;
         /* The descriptor travels first, tagged with its ticket, so a consumer
@@ -112,8 +112,66 @@ int mp_queue_put(mp_queue *queue, const void *bytes, uint64_t length, int sock, 
    and a sleep costs the producer a futex wake on each put. */
 #define EMPTY_SPINS 100
 
-int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes, uint64_t *length, int sock,
-                 int *fd, int64_t timeout_ns) {
+/* Receives descriptors until the one sent with `ticket`; older ones belong
+   to puts whose producer died before committing, and are dropped. */
+static int receive_ticket(int sock, uint64_t ticket, int *fd) {
+    for (;;) {
+        uint64_t got = 0;
+        int fds[1];
+        int nfds = 0;
+        ssize_t n = mp_recv_with_fds(sock, &got, sizeof(got), fds, 1, &nfds);
+        if (n <= 0) return n < 0 ? errno : EPIPE;
+        if (nfds == 1 && got == ticket) {
+            *fd = fds[0];
+            return 0;
+        }
+        if (nfds == 1) close(fds[0]);
+    }
+}
+
+/* The record at the head: its payload's size in the ring, and the size of
+   the value it holds, or for a ticket, its number and the value's size.
+   EBADMSG when its header claims more than the ring holds: the shared
+   memory was overwritten. */
+static int peek_head(mp_queue *queue, uint64_t *payload, uint64_t ticket[2]) {
+    uint64_t word;
+    ring_copy_out(queue, queue->head, &word, 8);
+    *payload = word & ~RECORD_TICKET;
+    int is_ticket = (word & RECORD_TICKET) != 0;
+    if (8 + *payload > queue->used || (is_ticket && *payload != 16)) return EBADMSG;
+    if (is_ticket)
+        ring_copy_out(queue, queue->head + 8, ticket, 16);
+    else
+        ticket[1] = *payload;
+    return is_ticket ? EINPROGRESS : 0;
+}
+
+/* Removes the head record of `payload` bytes; with `forget`, also from the
+   count of unfinished puts, for a record that no get hands out. */
+static void drop_head(mp_queue *queue, uint64_t payload, int forget) {
+    queue->head = (queue->head + 8 + payload) % queue->capacity;
+    queue->used -= 8 + payload;
+    queue->count -= 1;
+    pthread_cond_broadcast(&queue->not_full);
+    if (forget && queue->unfinished > 0 && --queue->unfinished == 0) pthread_cond_broadcast(&queue->all_done);
+}
+
+/* Removes the head record unread: for a ticket, receives its descriptor and closes it. */
+static int discard_head(mp_queue *queue, int sock) {
+    uint64_t payload, ticket[2];
+    int r = peek_head(queue, &payload, ticket);
+    if (r == EINPROGRESS) {
+        int fd = -1;
+        r = receive_ticket(sock, ticket[0], &fd);
+        if (fd >= 0) close(fd);
+    }
+    if (r) return r;
+    drop_head(queue, payload, 1);
+    return 0;
+}
+
+int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, uint64_t max_length, void **bytes,
+                 uint64_t *length, int sock, int *fd, int64_t timeout_ns) {
     *bytes = NULL;
     *length = 0;
     *fd = -1;
@@ -121,16 +179,16 @@ int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes,
     if (timeout_ns > 0) mp_deadline_after(timeout_ns, &deadline);
     if (timeout_ns != 0) {
         for (int spin = 0; spin < EMPTY_SPINS && __atomic_load_n(&queue->count, __ATOMIC_RELAXED) == 0 &&
-                           !__atomic_load_n(&queue->closed, __ATOMIC_RELAXED);
+                           !__atomic_load_n(&queue->ended, __ATOMIC_RELAXED);
              spin++)
             mp_spin_pause();
     }
     int r = lock(queue);
     if (r) return r;
     while (queue->count == 0) {
-        if (queue->closed) {
+        if (queue->ended) {
             pthread_mutex_unlock(&queue->mutex);
-            return EPIPE;
+            return (int)queue->ended;
         }
         r = wait_on(queue, &queue->not_empty, timeout_ns, &deadline);
         if (r) {
@@ -138,31 +196,25 @@ int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes,
             return r;
         }
     }
-    uint64_t word;
-    ring_copy_out(queue, queue->head, &word, 8);
-    uint64_t payload = word & ~RECORD_TICKET;
-    if (word & RECORD_TICKET) {
-        uint64_t ticket[2];
-        ring_copy_out(queue, queue->head + 8, ticket, 16);
-        /* Receive descriptors until this ticket's; older ones belong to puts
-           whose producer died before committing, and are dropped. */
-        for (;;) {
-            uint64_t got = 0;
-            int fds[1];
-            int nfds = 0;
-            ssize_t n = mp_recv_with_fds(sock, &got, sizeof(got), fds, 1, &nfds);
-            if (n <= 0) {
-                r = n < 0 ? errno : EPIPE;
-                pthread_mutex_unlock(&queue->mutex);
-                return r;
-            }
-            if (nfds == 1 && got == ticket[0]) {
-                *fd = fds[0];
-                break;
-            }
-            if (nfds == 1) close(fds[0]);
+    uint64_t payload, ticket[2];
+    int kind = peek_head(queue, &payload, ticket);
+    if (kind == EBADMSG) {
+        pthread_mutex_unlock(&queue->mutex);
+        return EBADMSG;
+    }
+    *length = ticket[1];
+    if (ticket[1] > max_length) {
+        /* Refused before anything the size claims is allocated or mapped. */
+        r = discard_head(queue, sock);
+        pthread_mutex_unlock(&queue->mutex);
+        return r ? r : EMSGSIZE;
+    }
+    if (kind == EINPROGRESS) {
+        r = receive_ticket(sock, ticket[0], fd);
+        if (r) {
+            pthread_mutex_unlock(&queue->mutex);
+            return r;
         }
-        *length = ticket[1];
     } else {
         void *copy = payload <= capacity ? buffer : malloc(payload ? payload : 1);
         if (!copy) {
@@ -171,12 +223,8 @@ int mp_queue_get(mp_queue *queue, void *buffer, uint64_t capacity, void **bytes,
         }
         ring_copy_out(queue, queue->head + 8, copy, payload);
         *bytes = copy;
-        *length = payload;
     }
-    queue->head = (queue->head + 8 + payload) % queue->capacity;
-    queue->used -= 8 + payload;
-    queue->count -= 1;
-    pthread_cond_broadcast(&queue->not_full);
+    drop_head(queue, payload, 0);
     pthread_mutex_unlock(&queue->mutex);
     return 0;
 }
@@ -210,12 +258,15 @@ int mp_queue_join(mp_queue *queue, int64_t timeout_ns) {
     return 0;
 }
 
-void mp_queue_close(mp_queue *queue) {
-    if (lock(queue)) return;
-    queue->closed = 1;
+int mp_queue_end(mp_queue *queue, int reason, int immediate, int sock) {
+    int r = lock(queue);
+    if (r) return r;
+    if (queue->ended != ESHUTDOWN) queue->ended = (uint64_t)reason;
+    while (immediate && queue->count > 0 && !r) r = discard_head(queue, sock);
     pthread_cond_broadcast(&queue->not_empty);
     pthread_cond_broadcast(&queue->not_full);
     pthread_mutex_unlock(&queue->mutex);
+    return r;
 }
 
 uint64_t mp_queue_count(mp_queue *queue) {

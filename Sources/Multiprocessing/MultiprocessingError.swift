@@ -59,6 +59,18 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         public static let full = Code("full")
         /// A pool's ``WorkerInitializer`` threw in a worker; the pool is broken.
         public static let initializerFailed = Code("initializerFailed")
+        /// The calling thread released, or waited on, a lock it does not hold
+        /// (Python's `RuntimeError` and `ValueError` for a released lock).
+        public static let lockNotHeld = Code("lockNotHeld")
+        /// A ``ProcessBarrier`` was broken before or while this party waited:
+        /// by another party's timeout, ``ProcessBarrier/abort()``,
+        /// ``ProcessBarrier/reset()`` or a failed action (Python's `BrokenBarrierError`).
+        public static let brokenBarrier = Code("brokenBarrier")
+        /// The queue was shut down (Python's `queue.ShutDown`).
+        public static let shutDown = Code("shutDown")
+        /// A value is larger than a queue's maximum message size: refused at a
+        /// put, or discarded at a get.
+        public static let messageTooLarge = Code("messageTooLarge")
     }
 
     /// The kind of failure.

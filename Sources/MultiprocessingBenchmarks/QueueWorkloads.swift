@@ -196,7 +196,7 @@ func lockWorkloads(_ report: inout Report) throws {
             let start = now()
             for _ in 0..<operations {
                 try lock.lock()
-                lock.unlock()
+                try lock.unlock()
             }
             samples.append((now() - start).microseconds * 1000 / Double(operations))
         }

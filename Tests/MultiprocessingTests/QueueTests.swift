@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import Testing
+import CMultiprocessing
 @testable import Multiprocessing
 
 extension ProcessSuites {
@@ -116,6 +117,76 @@ extension ProcessSuites {
             let error = await #expect(throws: MultiprocessingError.self) { try await strict.put(Unencodable(value: 1)) }
             #expect(error?.code == .encodingFailed)
             #expect(strict.isEmpty)
+        }
+
+        @Test(
+            "shutdown wakes a blocked putter and getters in other processes; gets drain what is left, then throw",
+            arguments: everyStartMethod)
+        func shutdown(method: StartMethod) throws {
+            let outcome = try outcome(of: ShutdownScenario(), startingChildrenWith: method)
+            for waiter in [outcome.putter, outcome.getter, outcome.simpleGetter] {
+                #expect(waiter.error == "shutDown")
+                // Woken by the shutdown, after waiting, and long before their own timeout.
+                #expect(waiter.seconds >= 0.25)
+                #expect(waiter.seconds < 10)
+            }
+            #expect(outcome.drained == [1, 2])
+            #expect(outcome.getAfterDrain == "shutDown")
+            #expect(outcome.putAfterShutdown == "shutDown")
+            #expect(outcome.putAfterClose == "shutDown")
+        }
+
+        @Test(
+            "an immediate shutdown discards what is queued, gets throw at once, and join waits only for values taken",
+            arguments: everyStartMethod)
+        func immediateShutdown(method: StartMethod) throws {
+            let outcome = try outcome(of: ImmediateShutdownScenario(), startingChildrenWith: method)
+            #expect(outcome.countAfterShutdown == 0)
+            #expect(outcome.getAfterShutdown == "shutDown")
+            // The large value's descriptor was taken out of the socket and closed.
+            #expect(outcome.descriptorsKept)
+            #expect(outcome.joinerWaitedForTaken)
+            #expect(outcome.joiner.joined)
+            #expect(outcome.joiner.seconds >= 0.4)
+        }
+
+        @Test(
+            "a put above the maximum message size is refused; a get discards a larger value put through another handle",
+            arguments: everyStartMethod)
+        func maximumMessageSize(method: StartMethod) throws {
+            let outcome = try outcome(of: MessageSizeScenario(), startingChildrenWith: method)
+            #expect(outcome.putOverLimit == "messageTooLarge")
+            #expect(outcome.countAfterRefusedPut == 0)
+            #expect(outcome.childSawLimit == 1024)
+            #expect(outcome.gets == ["messageTooLarge", "messageTooLarge", "none"])
+            #expect(outcome.lastValue == [9, 9, 9])
+            // The discarded values count as done.
+            #expect(outcome.joined)
+        }
+
+        @Test("the error for a discarded value names its size; a maximum below 1 is refused")
+        func messageSizeErrors() throws {
+            let queue = try ProcessQueue<[UInt8]>()
+            try queue.put([UInt8](repeating: 1, count: 5000))
+            let small = try ProcessQueue(queue, maximumMessageSize: 100)
+            #expect(small.maximumMessageSize == 100 && queue.maximumMessageSize == nil)
+            let error = #expect(throws: MultiprocessingError.self) { _ = try small.get(timeout: .zero) }
+            #expect(error?.code == .messageTooLarge)
+            #expect(error?.message.contains("of 500") == true)
+            #expect(queue.isEmpty)
+            let bad = #expect(throws: MultiprocessingError.self) { _ = try ProcessQueue<Int>(maximumMessageSize: 0) }
+            #expect(bad?.code == .invalidArgument)
+        }
+
+        @Test("a record whose header was overwritten with a huge length fails the get with .decodingFailed")
+        func corruptRecordHeader() throws {
+            let queue = try ProcessQueue<[UInt8]>()
+            try queue.put([1, 2, 3])
+            let state = queue.memory.baseAddress.assumingMemoryBound(to: mp_queue.self)
+            let ring = queue.memory.baseAddress + MemoryLayout<mp_queue>.stride
+            ring.storeBytes(of: UInt64(256 << 20), toByteOffset: Int(state.pointee.head), as: UInt64.self)
+            let error = #expect(throws: MultiprocessingError.self) { _ = try queue.get(timeout: .zero) }
+            #expect(error?.code == .decodingFailed)
         }
     }
 }

@@ -34,9 +34,9 @@ extension ProcessSuites {
             try holder.join()
             #expect(holder.terminationStatus == .signaled(.kill))
             #expect(try lock.lock() == .previousOwnerDied)
-            lock.unlock()
+            try lock.unlock()
             #expect(try lock.lock() == .acquired)
-            lock.unlock()
+            try lock.unlock()
         }
 
         @Test("lock with a timeout gives up while another process holds the lock")
@@ -47,7 +47,7 @@ extension ProcessSuites {
             try waiter.start()
             try waiter.join()
             #expect(try waiter.value == false)
-            lock.unlock()
+            try lock.unlock()
             let second = try ChildProcess(TryLockFor(lock: lock, milliseconds: 1000))
             try second.start()
             try second.join()

@@ -3,13 +3,14 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CMultiprocessing
 
 /// A condition variable shared by processes, with its own lock (Python's
 /// `multiprocessing.Condition`).
 ///
 /// ```swift
 /// try condition.withLock { _ in
-///     while !ready.value { try condition.wait() }
+///     try condition.wait(for: { ready.value })
 /// }
 /// // elsewhere:
 /// try condition.withLock { _ in ready.value = true; condition.notifyAll() }
@@ -17,126 +18,119 @@
 ///
 /// Like ``ProcessLock``, its lock is robust: a process killed holding it does
 /// not wedge the others, and the next owner learns of it.
+///
+/// The corresponding C functions are `pthread_cond_wait`,
+/// `pthread_cond_timedwait`, `pthread_cond_signal` and `pthread_cond_broadcast`,
+/// with `PTHREAD_PROCESS_SHARED`.
 public final class ProcessCondition: Sendable, Codable {
     private let memory: SharedMemory
 
-    private var mutex: UnsafeMutablePointer<pthread_mutex_t> {
-        memory.baseAddress.assumingMemoryBound(to: pthread_mutex_t.self)
+    private var condition: UnsafeMutablePointer<mp_condition> {
+        memory.baseAddress.assumingMemoryBound(to: mp_condition.self)
     }
 
-    private var condition: UnsafeMutablePointer<pthread_cond_t> {
-        (memory.baseAddress + Self.conditionOffset).assumingMemoryBound(to: pthread_cond_t.self)
+    private var lock: SharedLockState {
+        // The lock is the first field of the C struct.
+        SharedLockState(
+            UnsafeMutableRawPointer(condition).assumingMemoryBound(to: mp_lock.self), typeName: "ProcessCondition")
     }
-
-    private static let conditionOffset =
-        (MemoryLayout<pthread_mutex_t>.stride + MemoryLayout<pthread_cond_t>.alignment - 1)
-        / MemoryLayout<pthread_cond_t>.alignment * MemoryLayout<pthread_cond_t>.alignment
 
     /// Creates a condition and its lock.
+    ///
+    /// - Throws: `.systemCall` when the memory, the mutex or the condition
+    ///   variable cannot be set up.
     public init() throws {
-        memory = try SharedMemory(size: Self.conditionOffset + MemoryLayout<pthread_cond_t>.stride)
-        try ProcessLock.initialize(
-            memory.baseAddress.bindMemory(to: pthread_mutex_t.self, capacity: 1), recursive: false)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        defer { pthread_condattr_destroy(&attributes) }
-        pthread_condattr_setpshared(&attributes, Int32(PTHREAD_PROCESS_SHARED))
-        #if canImport(Glibc)
-            pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        #endif
-        let condition = (memory.baseAddress + Self.conditionOffset).bindMemory(to: pthread_cond_t.self, capacity: 1)
-        let result = pthread_cond_init(condition, &attributes)
+        memory = try SharedMemory(size: MemoryLayout<mp_condition>.stride)
+        let result = mp_condition_init(memory.baseAddress.bindMemory(to: mp_condition.self, capacity: 1))
         if result != 0 { throw Platform.error("pthread_cond_init", result) }
     }
 
     /// Runs `body` holding the condition's lock.
+    ///
+    /// - Parameter body: Gets how the lock was acquired: after
+    ///   ``LockAcquisition/previousOwnerDied`` it should repair the data the lock protects.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws; `.invalidArgument` when the calling
+    ///   thread already holds the lock.
     @available(*, noasync, message: "Blocks the calling thread; the lock is owned by the thread that takes it")
     public func withLock<R>(_ body: (LockAcquisition) throws -> R) throws -> R {
-        var acquisition = LockAcquisition.acquired
-        switch pthread_mutex_lock(mutex) {
-        case 0: break
-        #if canImport(Glibc)
-            case EOWNERDEAD:
-                pthread_mutex_consistent(mutex)
-                acquisition = .previousOwnerDied
-        #endif
-        case let error: throw Platform.error("pthread_mutex_lock", error)
-        }
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(acquisition)
+        try lock.withLock(body)
     }
 
     /// Runs `body` holding the condition's lock, from async code without
     /// blocking a cooperative thread: the critical section, including any
     /// ``wait(timeout:)`` inside it, runs on one of the library's blocking threads.
+    ///
+    /// - Parameter body: Gets how the lock was acquired.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws.
     public func withLock<R: Sendable>(_ body: @escaping @Sendable (LockAcquisition) throws -> R) async throws -> R {
         try await BlockingThreads.run { try self.withLock(body) }
     }
 
     /// Releases the lock, waits to be notified (or `timeout`), and takes the lock again.
-    /// Call it inside ``withLock(_:)``, in a loop that checks what you wait for.
+    /// Call it inside ``withLock(_:)``, in a loop that checks what you wait
+    /// for, or use ``wait(for:timeout:)``, which is that loop.
     ///
+    /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
     /// - Returns: `false` when the time ran out.
+    /// - Throws: `.lockNotHeld` when called outside ``withLock(_:)`` (the
+    ///   calling thread does not hold the lock).
     @available(*, noasync, message: "Blocks the calling thread")
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
-        var result: Int32
-        if let timeout {
-            #if canImport(Glibc)
-                var deadline = Platform.deadline(after: timeout, on: CLOCK_MONOTONIC)
-            #else
-                var deadline = Platform.deadline(after: timeout, on: CLOCK_REALTIME)
-            #endif
-            result = pthread_cond_timedwait(condition, mutex, &deadline)
-        } else {
-            result = pthread_cond_wait(condition, mutex)
+        let result = mp_condition_wait(condition, Platform.timeoutNanoseconds(timeout))
+        switch result {
+        case 0: return true
+        case ETIMEDOUT: return false
+        case EPERM:
+            throw MultiprocessingError(
+                .lockNotHeld,
+                "wait() on a ProcessCondition outside its withLock: the calling thread does not hold its lock",
+                errno: result)
+        default: throw Platform.error("pthread_cond_wait", result)
         }
-        #if canImport(Glibc)
-            if result == EOWNERDEAD {
-                pthread_mutex_consistent(mutex)
-                result = 0
-            }
-        #endif
-        if result == ETIMEDOUT { return false }
-        if result != 0 { throw Platform.error("pthread_cond_wait", result) }
-        return true
     }
 
-    /// Wakes one waiter.
-    public func notify() { pthread_cond_signal(condition) }
-
-    /// Wakes every waiter.
-    public func notifyAll() { pthread_cond_broadcast(condition) }
-}
-
-/// The simplest queue (Python's `SimpleQueue`): put, get, isEmpty and close,
-/// without a size limit, timeouts or task accounting. It keeps its values in
-/// the same kind of shared ring as ``ProcessQueue``.
-public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable {
-    private let queue: ProcessQueue<Element>
-
-    /// Creates an empty queue.
-    public init() throws { queue = try ProcessQueue() }
-
-    /// Puts a value at the end; an encoding error is thrown here.
-    @available(*, noasync, message: "Use the async put in async code")
-    public func put(_ element: Element) throws { try queue.put(element) }
-
-    /// Puts a value at the end without blocking a cooperative thread.
-    public func put(_ element: Element) async throws { try await queue.put(element) }
-
-    /// Takes the value at the front, waiting as long as it takes.
+    /// Waits until `predicate` is true (Python's `wait_for`): checks it, and
+    /// while it is false, waits to be notified and checks it again, until
+    /// `timeout` has passed in all. Call it inside ``withLock(_:)``; the
+    /// predicate runs holding the lock.
     ///
-    /// - Throws: `.endOfStream` once the queue is closed and empty.
-    @available(*, noasync, message: "Use the async get in async code")
-    public func get() throws -> Element { try queue.get() }
+    /// ```swift
+    /// let ready = try condition.withLock { _ in
+    ///     try condition.wait(for: { queueLength.value > 0 }, timeout: .seconds(5))
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - predicate: What to wait for.
+    ///   - timeout: How long to wait in all; `nil` waits as long as it takes.
+    /// - Returns: The predicate's last result: `false` when the time ran out first.
+    /// - Throws: What `predicate` throws; as ``wait(timeout:)``.
+    @available(*, noasync, message: "Blocks the calling thread")
+    public func wait(for predicate: () throws -> Bool, timeout: Duration? = nil) throws -> Bool {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var result = try predicate()
+        while !result {
+            let left = deadline.map { $0 - ContinuousClock.now }
+            if let left, left <= .zero { break }
+            try wait(timeout: left)
+            result = try predicate()
+        }
+        return result
+    }
 
-    /// Takes the value at the front without blocking a cooperative thread.
-    public func get() async throws -> Element { try await queue.get() }
+    /// Wakes up to `count` of the processes and threads waiting (Python's
+    /// `notify(n)`); a `count` of 0 or less wakes none. Call it holding the
+    /// lock, after changing what the waiters check: a waiter that has not
+    /// started waiting yet then sees the change when it checks.
+    ///
+    /// - Parameter count: How many waiters to wake at most.
+    public func notify(count: Int = 1) {
+        if count > 0 { mp_condition_notify(condition, Int64(count)) }
+    }
 
-    /// Whether no value is waiting.
-    public var isEmpty: Bool { queue.isEmpty }
-
-    /// Closes the queue: puts fail; gets take what is left, then end.
-    public func close() { queue.close() }
+    /// Wakes every waiter (Python's `notify_all()`).
+    public func notifyAll() { mp_condition_notify(condition, -1) }
 }

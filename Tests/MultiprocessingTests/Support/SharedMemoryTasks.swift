@@ -28,7 +28,7 @@ struct TryLockFor: ProcessTask {
     var milliseconds: Int
     func run() throws -> Bool {
         guard try lock.lock(timeout: .milliseconds(milliseconds)) != nil else { return false }
-        lock.unlock()
+        try lock.unlock()
         return true
     }
 }
