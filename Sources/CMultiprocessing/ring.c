@@ -80,6 +80,11 @@ void mp_ring_take(mp_ring *ring, void *bytes, uint32_t length) {
     atomic_store_explicit(&ring->head, head + padded(length), memory_order_release);
 }
 
+int mp_ring_has_records(const mp_ring *ring) {
+    return atomic_load_explicit(&ring->tail, memory_order_acquire)
+        != atomic_load_explicit(&ring->head, memory_order_relaxed);
+}
+
 int mp_ring_prepare_wait(mp_ring *ring) {
     atomic_store(&ring->waiting, 1);
     if (atomic_load(&ring->tail) != atomic_load_explicit(&ring->head, memory_order_relaxed)) {

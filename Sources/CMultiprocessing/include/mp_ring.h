@@ -30,6 +30,9 @@ int mp_ring_put(mp_ring *ring, const void *bytes, uint32_t length);
 /// Consumer: the next record's length, -1 when the ring is empty, -2 when
 /// the ring's memory is corrupt.
 int64_t mp_ring_peek(mp_ring *ring);
+/// Whether records wait, for a reader that only looks (any thread; taking
+/// them stays the consumer's).
+int mp_ring_has_records(const mp_ring *ring);
 /// Consumer: copies out the next record (of the length `mp_ring_peek` gave) and frees it.
 void mp_ring_take(mp_ring *ring, void *bytes, uint32_t length);
 /// Consumer, before sleeping: asks to be woken by the next put. Returns 1

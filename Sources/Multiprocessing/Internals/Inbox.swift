@@ -19,8 +19,8 @@ final class Inbox<Element: Sendable>: @unchecked Sendable {
         items.append(element)
         let resumed = waiter
         waiter = nil
-        lock.signal()
         lock.unlock()
+        lock.signal()  // after the unlock, so the woken consumer does not block on the lock
         resumed?.resume()
     }
 
@@ -31,8 +31,8 @@ final class Inbox<Element: Sendable>: @unchecked Sendable {
         woken = true
         let resumed = waiter
         waiter = nil
-        lock.signal()
         lock.unlock()
+        lock.signal()  // after the unlock, so the woken consumer does not block on the lock
         resumed?.resume()
     }
 

@@ -24,8 +24,9 @@ final class OneShot<Value: Sendable>: @unchecked Sendable {
         let cancellable = cancellableWaiters.values
         waiters = []
         cancellableWaiters = [:]
-        lock.broadcast()
         lock.unlock()
+        // After the unlock: a woken thread finds the lock free instead of blocking on it again.
+        lock.broadcast()
         for waiter in resumed { waiter.resume(returning: newValue) }
         for waiter in cancellable { waiter.resume(returning: newValue) }
         return true

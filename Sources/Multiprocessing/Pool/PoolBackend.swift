@@ -42,6 +42,16 @@ public protocol PoolBackend: AnyObject, Sendable {
 
     /// Blocks until the backend has ended and released its resources.
     func waitUntilEnded()
+
+    /// Called by a caller about to wait for a result: a backend whose results
+    /// arrive within microseconds may look for them on the caller's thread
+    /// for a moment, returning as soon as `isDone()` is true (or it gives
+    /// up), so that a short task costs no extra wake-up. Optional.
+    func waitBriefly(until isDone: () -> Bool)
+}
+
+extension PoolBackend {
+    public func waitBriefly(until isDone: () -> Bool) {}
 }
 
 /// A set of chunks cancelled together: a map, or one submitted task.

@@ -5,10 +5,19 @@
 public final class PoolTask<Output: Sendable>: Sendable {
     let outcome = OneShot<Result<Output, any Error>>()
     private let cancelAction: @Sendable () -> Void
+    private weak let backend: (any PoolBackend)?
 
     @_spi(PoolBackend)
     public init(backend: any PoolBackend, group: PoolGroup) {
+        self.backend = backend
         cancelAction = { [weak backend] in backend?.cancel(group, stopRunning: true) }
+    }
+
+    /// Before sleeping: lets the backend look for the result on this thread
+    /// for a moment, so that a short task's result costs no extra wake-up.
+    private func waitBriefly() {
+        guard outcome.current == nil, let backend else { return }
+        backend.waitBriefly { outcome.current != nil }
     }
 
     /// The result, once the task has run. Cancelling the awaiting task
@@ -16,7 +25,8 @@ public final class PoolTask<Output: Sendable>: Sendable {
     /// `CancellationError`.
     public var value: Output {
         get async throws {
-            try await withTaskCancellationHandler {
+            waitBriefly()
+            return try await withTaskCancellationHandler {
                 try await outcome.wait().get()
             } onCancel: {
                 self.cancel()
@@ -30,6 +40,7 @@ public final class PoolTask<Output: Sendable>: Sendable {
     ///   the task's own error otherwise.
     @available(*, noasync, message: "Use value in async code")
     public func get(timeout: Duration? = nil) throws -> Output {
+        waitBriefly()
         guard let result = outcome.wait(until: timeout.map { .now + $0 }) else {
             throw MultiprocessingError(.timedOut, "the task did not finish within \(timeout!)")
         }

@@ -60,6 +60,9 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     /// Runs on the engine thread once every worker has been reaped.
     private let onEnd: (@Sendable () -> Void)?
     let timeoutNanoseconds: UInt64?
+    /// Callers watching the rings for a result they wait for
+    /// (``waitBriefly(until:)``); while there are any, workers ring no doorbells.
+    var watchers = 0
 
     init(
         workers: Int, options: PoolOptions, initializer: PoolInitializer?, onEnd: (@Sendable () -> Void)? = nil
@@ -240,8 +243,11 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
                     let now = monotonicNanoseconds()
                     timeout = next <= now ? 0 : Int32(min((next - now + 999_999) / 1_000_000, 60_000))
                 }
-                // Results put in a ring from now on ring the doorbell; ones already there are taken first.
-                for slot in slots where mp_ring_prepare_wait(slot.ring.pointer) != 0 { timeout = 0 }
+                // Results put in a ring from now on ring the doorbell; ones already there are taken
+                // first. A caller that watches the rings takes them itself, and arms them when it stops.
+                if watchers == 0 {
+                    for slot in slots where mp_ring_prepare_wait(slot.ring.pointer) != 0 { timeout = 0 }
+                }
                 return false
             }
             if done { break }
@@ -273,7 +279,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     private func isCurrent(_ slot: WorkerSlot) -> Bool { slots.contains { $0 === slot } }
 
     /// Wakes the engine thread to look at the state again.
-    private func notify() {
+    func notify() {
         lock.withLock {
             guard phase != .ended else { return }
             var byte: UInt8 = 1
