@@ -124,7 +124,6 @@ public final class Connection: @unchecked Sendable {
     /// - Returns: The decoded value.
     /// - Throws: `.endOfStream` when the other end closed, `.decodingFailed`
     ///   when the message is not a `T`.
-    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receive<T: Decodable>(_ type: T.Type = T.self) throws -> T {
         let bytes = try receiveBytes()
         return try WireDecoder().decode(T.self, from: bytes)
@@ -157,7 +156,6 @@ public final class Connection: @unchecked Sendable {
     ///
     /// - Throws: `.endOfStream` when the other end closed; `.decodingFailed`
     ///   when a frame claims more than ``maximumMessageSize``.
-    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receiveBytes() throws -> [UInt8] {
         try receiveFrame()
     }

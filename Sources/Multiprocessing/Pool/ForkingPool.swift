@@ -106,7 +106,6 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
     }
 
     /// Waits until every worker (and the zygote) has exited, blocking the calling thread.
-    @available(*, noasync, message: "Use the async join in async code")
     public func join() { pool.join() }
 
     /// Takes no more work; see ``ProcessPool/close(cancelPending:)``.

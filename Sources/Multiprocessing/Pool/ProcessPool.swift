@@ -229,7 +229,6 @@ public final class ProcessPool: Sendable {
     }
 
     /// Waits until every worker has exited and been reaped, blocking the calling thread.
-    @available(*, noasync, message: "Use the async join in async code")
     public func join() {
         engine.waitUntilEnded()
     }

@@ -135,7 +135,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   is larger than ``maximumMessageSize``; `.full` when there was no room
     ///   in time; `.closed` after ``close()``; `.shutDown` after ``shutdown(immediate:)``,
     ///   also when the put was waiting for room.
-    @available(*, noasync, message: "Use the async put in async code")
     public func put(_ element: Element, timeout: Duration? = nil) throws {
         let bytes = try WireEncoder().encode(element)
         try put(bytes: bytes, timeout: timeout)
@@ -191,7 +190,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   waiting); `.messageTooLarge` when the value is larger than
     ///   ``maximumMessageSize`` (it is discarded); `.decodingFailed` when the
     ///   value is not an `Element`.
-    @available(*, noasync, message: "Use the async get in async code")
     public func get(timeout: Duration? = nil) throws -> Element {
         try take(timeout: timeout)
     }
@@ -293,7 +291,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// Waits until every value put has been marked done with ``taskDone()`` (Python's `join()`).
     ///
     /// - Returns: `false` when `timeout` passed first.
-    @available(*, noasync, message: "Use the async join in async code")
     @discardableResult
     public func join(timeout: Duration? = nil) throws -> Bool {
         try waitUntilDone(timeout: timeout)

@@ -39,7 +39,6 @@ public final class SharedValue<Value: BitwiseCopyable>: Sendable, Codable {
     /// Updates the value holding its lock.
     ///
     /// - Throws: `.invalidArgument` for a value made with `locked: false`.
-    @available(*, noasync, message: "Blocks the calling thread while it waits for the lock")
     public func withLock<R>(_ body: (inout Value) throws -> R) throws -> R {
         guard let lock else {
             throw MultiprocessingError(.invalidArgument, "this SharedValue was made without a lock")

@@ -52,7 +52,6 @@ public final class ProcessCondition: Sendable, Codable {
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws; `.invalidArgument` when the calling
     ///   thread already holds the lock.
-    @available(*, noasync, message: "Blocks the calling thread; the lock is owned by the thread that takes it")
     public func withLock<R>(_ body: (LockAcquisition) throws -> R) throws -> R {
         try lock.withLock(body)
     }
