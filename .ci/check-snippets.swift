@@ -5,6 +5,10 @@
 // A block may be preceded by HTML comments (invisible on GitHub and in DocC):
 //   <!-- snippet: synchronous -->   the second form is a synchronous function:
 //                                   the block shows blocking calls
+//   <!-- snippet: manifest -->      the block is a user's Package.swift: its
+//                                   `.package(url:...)` is pointed at this
+//                                   package, and the package graph is loaded
+//                                   (names of products and packages checked)
 //   <!-- snippet-context            declarations the block uses but does not
 //   struct Work: ProcessTask { ... }  show, compiled before it
 //   -->
@@ -23,6 +27,7 @@ struct Snippet {
     var code: [String]
     var context: [String]
     var synchronous: Bool
+    var manifest: Bool
 }
 
 struct Failure: Error {
@@ -34,12 +39,15 @@ func snippets(in file: String) throws -> [Snippet] {
     var result: [Snippet] = []
     var context: [String] = []
     var synchronous = false
+    var manifest = false
     var index = 0
     while index < lines.count {
         let line = lines[index]
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         if trimmed == "<!-- snippet: synchronous -->" {
             synchronous = true
+        } else if trimmed == "<!-- snippet: manifest -->" {
+            manifest = true
         } else if trimmed == "<!-- snippet-context" {
             index += 1
             while index < lines.count, lines[index].trimmingCharacters(in: .whitespaces) != "-->" {
@@ -59,13 +67,18 @@ func snippets(in file: String) throws -> [Snippet] {
                 code.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
                 .map { $0.prefix(while: { $0 == " " }).count }.min() ?? 0
             code = code.map { String($0.dropFirst(min(indent, $0.prefix(while: { $0 == " " }).count))) }
-            result.append(Snippet(file: file, line: start, code: code, context: context, synchronous: synchronous))
+            result.append(
+                Snippet(
+                    file: file, line: start, code: code, context: context, synchronous: synchronous,
+                    manifest: manifest))
             context = []
             synchronous = false
+            manifest = false
         } else if !trimmed.isEmpty && !trimmed.hasPrefix("<!--") {
             // Markers belong to the next block only when nothing but blank lines lies between.
             context = []
             synchronous = false
+            manifest = false
         }
         index += 1
     }
@@ -108,6 +121,59 @@ struct Compiler {
     var package: String
     var scratch: String
 
+    func run(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// Loads a user's manifest with its dependency on this package, through a
+    /// link named like the package's repository (a path dependency's identity
+    /// is its folder's name).
+    func checkManifest(_ snippet: Snippet) throws -> [String] {
+        let directory = "\(scratch)/manifest-\(snippet.line)"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let link = "\(scratch)/swift-multiprocessing"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: package)
+        var manifest = snippet.code.joined(separator: "\n") + "\n"
+        let dependency = try! NSRegularExpression(
+            pattern: #"\.package\(url: "[^"]*swift-multiprocessing[^"]*", [^)]*\)"#)
+        let range = NSRange(manifest.startIndex..., in: manifest)
+        guard dependency.firstMatch(in: manifest, range: range) != nil else {
+            return [
+                "\(snippet.file):\(snippet.line): the manifest has no .package(url: \"...swift-multiprocessing...\")"
+            ]
+        }
+        manifest = dependency.stringByReplacingMatches(
+            in: manifest, range: range, withTemplate: ".package(path: \"\(link)\")")
+        try manifest.write(toFile: "\(directory)/Package.swift", atomically: true, encoding: .utf8)
+        let targetName = try! NSRegularExpression(pattern: #"Target\(\s*name: "([^"]+)""#)
+        for match in targetName.matches(in: manifest, range: NSRange(manifest.startIndex..., in: manifest)) {
+            let name = String(manifest[Range(match.range(at: 1), in: manifest)!])
+            try FileManager.default.createDirectory(
+                atPath: "\(directory)/Sources/\(name)", withIntermediateDirectories: true)
+            try "import Multiprocessing\n".write(
+                toFile: "\(directory)/Sources/\(name)/main.swift", atomically: true, encoding: .utf8)
+        }
+        let (status, output) = try run(["swift", "package", "show-dependencies"], in: directory)
+        guard status == 0 else {
+            return [
+                "\(snippet.file):\(snippet.line): the manifest does not load:\n\(output)\n--- Package.swift:\n\(manifest)"
+            ]
+        }
+        return []
+    }
+
     func compile(_ source: String, named name: String, asMain: Bool) throws -> (status: Int32, output: String) {
         let directory = "\(scratch)/\(name)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -121,20 +187,12 @@ struct Compiler {
         ]
         if !asMain { arguments.append("-parse-as-library") }
         arguments.append(path)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["swiftc"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        return try run(["swiftc"] + arguments)
     }
 
     /// Compiles a snippet in both forms; returns what failed.
     func check(_ snippet: Snippet, number: Int) throws -> [String] {
+        if snippet.manifest { return try checkManifest(snippet) }
         let base = URL(fileURLWithPath: snippet.file).deletingPathExtension().lastPathComponent
         let name = "\(base)-\(snippet.line)"
         let header = ["import Multiprocessing"] + snippet.context
@@ -230,7 +288,7 @@ func main() throws {
     }
     for failure in failures { print(failure) }
     print(
-        "\(count) snippets compiled twice each, \(expectError.count) files failed as they must; \(failures.count) failures"
+        "\(count) snippets checked (code twice: as a main.swift and in a function; manifests loaded), \(expectError.count) files failed as they must; \(failures.count) failures"
     )
     if !failures.isEmpty { exit(1) }
 }

@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// Make a pair with ``pipe(duplex:)``, keep one end and hand the other to a
 /// child inside its task value. Messages keep their boundaries: each
-/// ``send(_:)`` arrives as exactly one ``receive(_:)``. Values travel in the
+/// ``send(_:)`` arrives as exactly one ``receive(_:)-6s5vk``. Values travel in the
 /// library's binary wire format; raw bytes travel as they are.
 ///
 /// ```swift

@@ -51,7 +51,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// A put of a larger value throws `.messageTooLarge` and queues nothing.
     /// A get that meets a larger value (put through a handle with a larger
     /// limit, see ``init(_:maximumMessageSize:)``) discards it without
-    /// allocating or mapping its bytes, counts it as done for ``join(timeout:)``,
+    /// allocating or mapping its bytes, counts it as done for ``join(timeout:)-3kbz4``,
     /// and throws `.messageTooLarge`. A handle that travels to a child keeps its limit.
     public var maximumMessageSize: Int? { sizeLimit == .max ? nil : sizeLimit }
 
@@ -266,7 +266,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// Afterwards every put throws `.shutDown`, and so does every put that
     /// was waiting for room, in any process. Gets take the values left and
     /// then throw `.shutDown`; getters waiting on the empty queue are woken
-    /// and throw at once. ``taskDone()`` and ``join(timeout:)`` go on
+    /// and throw at once. ``taskDone()`` and ``join(timeout:)-3kbz4`` go on
     /// working: a pending join returns once every value put has been marked
     /// done. A ``close()`` afterwards leaves the queue shut down.
     ///
