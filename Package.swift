@@ -14,7 +14,10 @@ let package = Package(
     dependencies: [
         // The one dependency: the ecosystem's logging API, so a pool can say
         // what it does (workers replaced, items timed out) where the program logs.
-        .package(url: "https://github.com/apple/swift-log", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        // `swift package generate-documentation --target Multiprocessing`: a
+        // command plugin, built only when it is run, never by `swift build`.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .target(name: "CMultiprocessing"),

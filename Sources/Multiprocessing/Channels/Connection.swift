@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// Make a pair with ``pipe(duplex:)``, keep one end and hand the other to a
 /// child inside its task value. Messages keep their boundaries: each
-/// ``send(_:)`` arrives as exactly one ``receive(_:)``. Values travel in the
+/// ``send(_:)`` arrives as exactly one ``receive(_:)-6s5vk``. Values travel in the
 /// library's binary wire format; raw bytes travel as they are.
 ///
 /// ```swift
@@ -124,7 +124,6 @@ public final class Connection: @unchecked Sendable {
     /// - Returns: The decoded value.
     /// - Throws: `.endOfStream` when the other end closed, `.decodingFailed`
     ///   when the message is not a `T`.
-    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receive<T: Decodable>(_ type: T.Type = T.self) throws -> T {
         let bytes = try receiveBytes()
         return try WireDecoder().decode(T.self, from: bytes)
@@ -157,7 +156,6 @@ public final class Connection: @unchecked Sendable {
     ///
     /// - Throws: `.endOfStream` when the other end closed; `.decodingFailed`
     ///   when a frame claims more than ``maximumMessageSize``.
-    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receiveBytes() throws -> [UInt8] {
         try receiveFrame()
     }

@@ -89,8 +89,10 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
 
     /// Submits one input and returns at once (Python's `apply_async`).
     ///
-    /// - Parameter onCompletion: Called once with the result, on the pool's
-    ///   thread, before the result is visible through the handle.
+    /// - Parameters:
+    ///   - input: What the pool's closure is called with, in a worker.
+    ///   - onCompletion: Called once with the result, on the pool's
+    ///     thread, before the result is visible through the handle.
     /// - Throws: `.closed` once the pool is closed.
     public func submit(
         _ input: Input, onCompletion: (@Sendable (Result<Output, any Error>) -> Void)? = nil
@@ -106,7 +108,6 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
     }
 
     /// Waits until every worker (and the zygote) has exited, blocking the calling thread.
-    @available(*, noasync, message: "Use the async join in async code")
     public func join() { pool.join() }
 
     /// Takes no more work; see ``ProcessPool/close(cancelPending:)``.

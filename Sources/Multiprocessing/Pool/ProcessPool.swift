@@ -25,7 +25,7 @@
 ///
 /// Use ``withProcessPool(workers:options:_:)`` where you can: it tears every
 /// worker down and reaps it before it returns, also on an error and on
-/// cancellation. Otherwise call ``close(cancelPending:)`` and ``join()``, or
+/// cancellation. Otherwise call ``close(cancelPending:)`` and ``join()-53dh6``, or
 /// ``terminate()``. A pool that is dropped, or still open when the program
 /// exits, finishes the work it was given first (as `concurrent.futures`
 /// does); work submitted while the program exits is refused with `.closed`.
@@ -60,9 +60,12 @@ public final class ProcessPool: Sendable {
     /// values, queues, locks and shared memory inside it reach every worker
     /// (Python's `Pool(initializer=init, initargs=(counter, queue))`).
     ///
-    /// - Parameter initializer: Makes each worker's state, which tasks get
-    ///   with ``PoolWorker/state(as:)``. If it throws, the pool is broken:
-    ///   calls fail with `.initializerFailed` carrying its error.
+    /// - Parameters:
+    ///   - workers: How many worker processes; by default ``availableCPUCount()``.
+    ///   - options: Start method, timeouts, recycling.
+    ///   - initializer: Makes each worker's state, which tasks get
+    ///     with ``PoolWorker/state(as:)``. If it throws, the pool is broken:
+    ///     calls fail with `.initializerFailed` carrying its error.
     public init<I: WorkerInitializer>(
         workers: Int = availableCPUCount(), options: PoolOptions = PoolOptions(), initializer: I
     ) throws {
@@ -216,7 +219,7 @@ public final class ProcessPool: Sendable {
     ///
     /// - Parameter cancelPending: `true` to cancel the work that has not
     ///   started instead (it fails with `CancellationError`) and let only the
-    ///   running work finish: with ``join()`` afterwards, Python's
+    ///   running work finish: with ``join()-53dh6`` afterwards, Python's
     ///   `shutdown(cancel_futures=True)`.
     public func close(cancelPending: Bool = false) {
         engine.close(cancelPending: cancelPending)
@@ -229,7 +232,6 @@ public final class ProcessPool: Sendable {
     }
 
     /// Waits until every worker has exited and been reaped, blocking the calling thread.
-    @available(*, noasync, message: "Use the async join in async code")
     public func join() {
         engine.waitUntilEnded()
     }

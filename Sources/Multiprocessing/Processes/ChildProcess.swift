@@ -197,7 +197,6 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     /// - Returns: Whether the child has ended. After `false` the child still
     ///   runs and ``isAlive`` is `true`.
     /// - Throws: `.notStarted` before ``start()``.
-    @available(*, noasync, message: "Use the async join in async code: it does not block a cooperative thread")
     @discardableResult
     public func join(timeout: Duration? = nil) throws -> Bool {
         try wait(deadline: timeout.map { .now + $0 })

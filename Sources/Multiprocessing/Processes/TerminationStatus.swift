@@ -12,9 +12,9 @@ public struct Signal: RawRepresentable, Hashable, Sendable, Codable, CustomStrin
     /// Creates a signal from its number.
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
-    /// SIGTERM: ask a process to end. ``ChildProcess/terminate()`` sends it.
+    /// SIGTERM: ask a process to end. ``AnyChildProcess/terminate()`` sends it.
     public static let terminate = Signal(rawValue: SIGTERM)
-    /// SIGKILL: end a process at once. ``ChildProcess/kill()`` sends it.
+    /// SIGKILL: end a process at once. ``AnyChildProcess/kill()`` sends it.
     public static let kill = Signal(rawValue: SIGKILL)
     /// SIGINT: the terminal's interrupt key.
     public static let interrupt = Signal(rawValue: SIGINT)

@@ -51,7 +51,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// A put of a larger value throws `.messageTooLarge` and queues nothing.
     /// A get that meets a larger value (put through a handle with a larger
     /// limit, see ``init(_:maximumMessageSize:)``) discards it without
-    /// allocating or mapping its bytes, counts it as done for ``join(timeout:)``,
+    /// allocating or mapping its bytes, counts it as done for ``join(timeout:)-3kbz4``,
     /// and throws `.messageTooLarge`. A handle that travels to a child keeps its limit.
     public var maximumMessageSize: Int? { sizeLimit == .max ? nil : sizeLimit }
 
@@ -135,7 +135,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   is larger than ``maximumMessageSize``; `.full` when there was no room
     ///   in time; `.closed` after ``close()``; `.shutDown` after ``shutdown(immediate:)``,
     ///   also when the put was waiting for room.
-    @available(*, noasync, message: "Use the async put in async code")
     public func put(_ element: Element, timeout: Duration? = nil) throws {
         let bytes = try WireEncoder().encode(element)
         try put(bytes: bytes, timeout: timeout)
@@ -191,7 +190,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   waiting); `.messageTooLarge` when the value is larger than
     ///   ``maximumMessageSize`` (it is discarded); `.decodingFailed` when the
     ///   value is not an `Element`.
-    @available(*, noasync, message: "Use the async get in async code")
     public func get(timeout: Duration? = nil) throws -> Element {
         try take(timeout: timeout)
     }
@@ -268,7 +266,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// Afterwards every put throws `.shutDown`, and so does every put that
     /// was waiting for room, in any process. Gets take the values left and
     /// then throw `.shutDown`; getters waiting on the empty queue are woken
-    /// and throw at once. ``taskDone()`` and ``join(timeout:)`` go on
+    /// and throw at once. ``taskDone()`` and ``join(timeout:)-3kbz4`` go on
     /// working: a pending join returns once every value put has been marked
     /// done. A ``close()`` afterwards leaves the queue shut down.
     ///
@@ -293,7 +291,6 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     /// Waits until every value put has been marked done with ``taskDone()`` (Python's `join()`).
     ///
     /// - Returns: `false` when `timeout` passed first.
-    @available(*, noasync, message: "Use the async join in async code")
     @discardableResult
     public func join(timeout: Duration? = nil) throws -> Bool {
         try waitUntilDone(timeout: timeout)

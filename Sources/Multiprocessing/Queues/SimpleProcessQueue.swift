@@ -18,7 +18,6 @@ public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable
     ///
     /// - Throws: `.encodingFailed`; `.messageTooLarge` above the maximum
     ///   message size; `.closed` after ``close()``; `.shutDown` after ``shutdown(immediate:)``.
-    @available(*, noasync, message: "Use the async put in async code")
     public func put(_ element: Element) throws { try queue.put(element) }
 
     /// Puts a value at the end without blocking a cooperative thread.
@@ -31,7 +30,6 @@ public struct SimpleProcessQueue<Element: Codable & Sendable>: Sendable, Codable
     /// - Throws: `.endOfStream` once the queue is closed and empty;
     ///   `.shutDown` once it is shut down and empty; `.messageTooLarge` for a
     ///   value above the maximum message size (it is discarded).
-    @available(*, noasync, message: "Use the async get in async code")
     public func get() throws -> Element { try queue.get() }
 
     /// Takes the value at the front without blocking a cooperative thread.

@@ -6,18 +6,18 @@
 /// try counter.withLock { $0 += 1 }
 /// ```
 ///
-/// `value` reads and writes without the lock; ``withLock(_:)`` is the way to
+/// `value` reads and writes without the lock; ``withLock(_:)-n8a7`` is the way to
 /// update it from several processes.
 public final class SharedValue<Value: BitwiseCopyable>: Sendable, Codable {
     let memory: SharedMemory
-    /// The lock that ``withLock(_:)`` takes; `nil` when made with `locked: false`.
+    /// The lock that ``withLock(_:)-n8a7`` takes; `nil` when made with `locked: false`.
     public let lock: ProcessLock?
 
     /// Creates a shared value.
     ///
     /// - Parameters:
     ///   - initial: The value to start with.
-    ///   - locked: Whether to make a lock for ``withLock(_:)`` (Python's `lock=True`, the default).
+    ///   - locked: Whether to make a lock for ``withLock(_:)-n8a7`` (Python's `lock=True`, the default).
     public init(_ initial: Value, locked: Bool = true) throws {
         memory = try SharedMemory(size: max(1, MemoryLayout<Value>.stride))
         memory.baseAddress.initializeMemory(as: Value.self, to: initial)
@@ -39,7 +39,6 @@ public final class SharedValue<Value: BitwiseCopyable>: Sendable, Codable {
     /// Updates the value holding its lock.
     ///
     /// - Throws: `.invalidArgument` for a value made with `locked: false`.
-    @available(*, noasync, message: "Blocks the calling thread while it waits for the lock")
     public func withLock<R>(_ body: (inout Value) throws -> R) throws -> R {
         guard let lock else {
             throw MultiprocessingError(.invalidArgument, "this SharedValue was made without a lock")

@@ -52,7 +52,6 @@ public final class ProcessCondition: Sendable, Codable {
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws; `.invalidArgument` when the calling
     ///   thread already holds the lock.
-    @available(*, noasync, message: "Blocks the calling thread; the lock is owned by the thread that takes it")
     public func withLock<R>(_ body: (LockAcquisition) throws -> R) throws -> R {
         try lock.withLock(body)
     }
@@ -69,12 +68,12 @@ public final class ProcessCondition: Sendable, Codable {
     }
 
     /// Releases the lock, waits to be notified (or `timeout`), and takes the lock again.
-    /// Call it inside ``withLock(_:)``, in a loop that checks what you wait
+    /// Call it inside ``withLock(_:)-4frge``, in a loop that checks what you wait
     /// for, or use ``wait(for:timeout:)``, which is that loop.
     ///
     /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
     /// - Returns: `false` when the time ran out.
-    /// - Throws: `.lockNotHeld` when called outside ``withLock(_:)`` (the
+    /// - Throws: `.lockNotHeld` when called outside ``withLock(_:)-4frge`` (the
     ///   calling thread does not hold the lock).
     @available(*, noasync, message: "Blocks the calling thread")
     @discardableResult
@@ -94,7 +93,7 @@ public final class ProcessCondition: Sendable, Codable {
 
     /// Waits until `predicate` is true (Python's `wait_for`): checks it, and
     /// while it is false, waits to be notified and checks it again, until
-    /// `timeout` has passed in all. Call it inside ``withLock(_:)``; the
+    /// `timeout` has passed in all. Call it inside ``withLock(_:)-4frge``; the
     /// predicate runs holding the lock.
     ///
     /// ```swift

@@ -119,7 +119,6 @@ public final class ProcessLock: Sendable, Codable, CustomStringConvertible {
     ///   ``LockAcquisition/previousOwnerDied`` it should repair the data the lock protects.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws, or as ``lock()``.
-    @available(*, noasync, message: "Blocks the calling thread; a lock is owned by the thread that takes it")
     public func withLock<R>(_ body: (LockAcquisition) throws -> R) throws -> R {
         try state.withLock(body)
     }

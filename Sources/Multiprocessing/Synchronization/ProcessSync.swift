@@ -45,7 +45,6 @@ public final class ProcessSemaphore: Sendable, Codable {
     /// Takes a permit, waiting at most `timeout` (`nil`: as long as it takes).
     ///
     /// - Returns: `false` when the time ran out.
-    @available(*, noasync, message: "Use the async acquire in async code")
     @discardableResult
     public func acquire(timeout: Duration? = nil) throws -> Bool {
         try Self.check(mp_semaphore_acquire(sync.state, Platform.timeoutNanoseconds(timeout)), "acquire")
@@ -100,7 +99,6 @@ public final class ProcessEvent: Sendable, Codable {
     /// Waits until the flag is set, at most `timeout` (`nil`: as long as it takes).
     ///
     /// - Returns: Whether the flag is set.
-    @available(*, noasync, message: "Use the async wait in async code")
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Bool {
         let result = mp_event_wait(sync.state, Platform.timeoutNanoseconds(timeout))
@@ -252,7 +250,6 @@ public final class ProcessBarrier: Sendable, Codable {
     ///   broken); `.brokenBarrier` when the barrier is broken or was reset
     ///   before the round was complete; what the action throws, in the party
     ///   that ran it (the barrier is then broken).
-    @available(*, noasync, message: "Use the async wait in async code")
     @discardableResult
     public func wait(timeout: Duration? = nil) throws -> Int {
         let timeout = timeout ?? self.timeout
