@@ -37,16 +37,65 @@ public final class Connection: @unchecked Sendable {
     private let writeLock = Mutex(())
     private let closed = Atomic(false)
 
-    /// The largest message this end accepts; a frame that claims more fails
-    /// with `.decodingFailed` without allocating.
-    public let maximumMessageSize: Int
+    private let sizeLimit: Atomic<Int>
 
-    init(readFD: Int32, writeFD: Int32, maximumMessageSize: Int = 1 << 32) {
+    /// The maximum message size of a connection made without one: 1 GiB.
+    public static let defaultMaximumMessageSize = 1 << 30
+
+    /// The largest message, in bytes, this end sends or receives.
+    ///
+    /// A received frame whose header claims more fails with
+    /// `.messageTooLarge` before anything is allocated for it; the stream is
+    /// then in the middle of that message, so this end can no longer receive
+    /// (``state`` is ``State/unreadable``). A send of more fails with
+    /// `.messageTooLarge` and writes nothing. Set it with
+    /// ``pipe(duplex:maximumMessageSize:)`` or
+    /// ``setMaximumMessageSize(_:)``; an end handed to a child keeps it.
+    public var maximumMessageSize: Int { sizeLimit.load(ordering: .relaxed) }
+
+    init(readFD: Int32, writeFD: Int32, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) {
         self.readFD = readFD
         self.writeFD = writeFD
-        self.maximumMessageSize = maximumMessageSize
+        sizeLimit = Atomic(maximumMessageSize)
         reader = Mutex(FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16))
         Platform.ignoreBrokenPipeSignal()
+    }
+
+    /// Sets ``maximumMessageSize``, higher or lower, for this end only.
+    ///
+    /// Lower it on an end that receives from a process you do not trust, so
+    /// that a lying or corrupt frame header costs nothing but an error.
+    ///
+    /// - Parameter size: The largest message in bytes, at least 1.
+    /// - Throws: `.invalidArgument` for a size below 1.
+    public func setMaximumMessageSize(_ size: Int) throws {
+        sizeLimit.store(try Self.validLimit(size), ordering: .relaxed)
+    }
+
+    private static func validLimit(_ size: Int) throws -> Int {
+        guard size >= 1 else {
+            throw MultiprocessingError(
+                .invalidArgument, "a connection's maximumMessageSize must be at least 1 byte, not \(size)")
+        }
+        return size
+    }
+
+    /// What a ``Connection`` can still do.
+    public enum State: Sendable, Hashable {
+        /// It sends and receives (as far as its direction allows).
+        case open
+        /// A received frame was larger than ``Connection/maximumMessageSize``
+        /// and refused: the rest of that message is still in the stream, so
+        /// every receive throws `.messageTooLarge`. Sends still work. Close it.
+        case unreadable
+        /// ``Connection/close()`` was called.
+        case closed
+    }
+
+    /// What this end can still do: see ``State``.
+    public var state: State {
+        if isClosed { return .closed }
+        return reader.withLock { $0.refusedFrame != nil } ? .unreadable : .open
     }
 
     deinit {
@@ -58,17 +107,26 @@ public final class Connection: @unchecked Sendable {
 
     /// Makes a connected pair.
     ///
-    /// - Parameter duplex: When `true` (the default) both ends send and
-    ///   receive. When `false` the first end only receives and the second
-    ///   only sends, as in Python's `Pipe(duplex=False)`.
+    /// - Parameters:
+    ///   - duplex: When `true` (the default) both ends send and
+    ///     receive. When `false` the first end only receives and the second
+    ///     only sends, as in Python's `Pipe(duplex=False)`.
+    ///   - maximumMessageSize: The largest message, in bytes, either end
+    ///     sends or receives (``maximumMessageSize``); 1 GiB by default.
     /// - Returns: The two ends.
     /// - Throws: ``MultiprocessingError`` with code `.systemCall` when the
     ///   pipes cannot be created (for example when the process is out of
-    ///   descriptors).
-    public static func pipe(duplex: Bool = true) throws -> (Connection, Connection) {
+    ///   descriptors); `.invalidArgument` for a `maximumMessageSize` below 1.
+    public static func pipe(
+        duplex: Bool = true, maximumMessageSize: Int = Connection.defaultMaximumMessageSize
+    ) throws -> (Connection, Connection) {
+        let limit = try validLimit(maximumMessageSize)
         let forward = try Platform.makePipe()
         guard duplex else {
-            return (Connection(readFD: forward.read, writeFD: -1), Connection(readFD: -1, writeFD: forward.write))
+            return (
+                Connection(readFD: forward.read, writeFD: -1, maximumMessageSize: limit),
+                Connection(readFD: -1, writeFD: forward.write, maximumMessageSize: limit)
+            )
         }
         let backward: (read: Int32, write: Int32)
         do {
@@ -79,8 +137,8 @@ public final class Connection: @unchecked Sendable {
             throw error
         }
         return (
-            Connection(readFD: forward.read, writeFD: backward.write),
-            Connection(readFD: backward.read, writeFD: forward.write)
+            Connection(readFD: forward.read, writeFD: backward.write, maximumMessageSize: limit),
+            Connection(readFD: backward.read, writeFD: forward.write, maximumMessageSize: limit)
         )
     }
 
@@ -110,12 +168,26 @@ public final class Connection: @unchecked Sendable {
     /// - Parameter value: Any `Encodable` value; it is encoded before anything
     ///   is written, so an encoding error leaves the connection untouched.
     /// - Throws: `.encodingFailed` when the value cannot be encoded,
-    ///   `.endOfStream` when the other end is closed, `.closed` when this end is.
+    ///   `.messageTooLarge` when it encodes to more than
+    ///   ``maximumMessageSize`` (nothing is written), `.endOfStream` when the
+    ///   other end is closed, `.closed` when this end is.
     public func send<T: Encodable>(_ value: T) throws {
         let fd = try writable()
         var buffer: [UInt8] = [0, 0, 0, 0]
         try WireEncoder().encode(value, into: &buffer)
+        try checkSendable(buffer.count - 4)
         try writeLock.withLock { _ in try Frame.write(reservedHeader: &buffer, to: fd) }
+    }
+
+    /// Throws `.messageTooLarge` for a message above this end's limit.
+    func checkSendable(_ length: Int) throws {
+        let limit = maximumMessageSize
+        guard length <= limit else {
+            throw MultiprocessingError(
+                .messageTooLarge,
+                "a message of \(length) bytes is more than this connection's maximumMessageSize of \(limit); "
+                    + "nothing was sent (raise the limit with setMaximumMessageSize(_:) on both ends)")
+        }
     }
 
     /// Receives the next value.
@@ -137,8 +209,13 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).
+    ///
+    /// - Throws: `.messageTooLarge` above ``maximumMessageSize`` (nothing is
+    ///   written), `.endOfStream` when the other end is closed, `.closed`
+    ///   when this end is.
     public func sendBytes(_ bytes: UnsafeRawBufferPointer) throws {
         let fd = try writable()
+        try checkSendable(bytes.count)
         try writeLock.withLock { _ in try Frame.write(bytes, to: fd) }
     }
 
@@ -155,8 +232,8 @@ public final class Connection: @unchecked Sendable {
 
     /// Receives the next message as raw bytes (Python's `recv_bytes`).
     ///
-    /// - Throws: `.endOfStream` when the other end closed; `.decodingFailed`
-    ///   when a frame claims more than ``maximumMessageSize``.
+    /// - Throws: `.endOfStream` when the other end closed; `.messageTooLarge`
+    ///   when a frame claims more than ``maximumMessageSize`` (see ``State/unreadable``).
     @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receiveBytes() throws -> [UInt8] {
         try receiveFrame()
@@ -182,9 +259,11 @@ public final class Connection: @unchecked Sendable {
         // it crosses the lock's isolation boundary as a plain address.
         let address = UInt(bitPattern: buffer.baseAddress)
         let count = buffer.count
+        let limit = maximumMessageSize
         return try reader.withLock {
             try $0.readFrame(
-                into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count))
+                into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count),
+                limit: limit)
         }
     }
 
@@ -250,6 +329,7 @@ extension Connection: Codable {
         var container = encoder.unkeyedContainer()
         try container.encode(readFD >= 0 ? transfer.add(readFD) : -1)
         try container.encode(writeFD >= 0 ? transfer.add(writeFD) : -1)
+        try container.encode(maximumMessageSize)
     }
 
     public convenience init(from decoder: any Decoder) throws {
@@ -260,6 +340,7 @@ extension Connection: Codable {
         var container = try decoder.unkeyedContainer()
         let read = try transfer.take(container.decode(Int.self))
         let write = try transfer.take(container.decode(Int.self))
-        self.init(readFD: read, writeFD: write)
+        let limit = try container.decode(Int.self)
+        self.init(readFD: read, writeFD: write, maximumMessageSize: limit)
     }
 }

@@ -67,6 +67,9 @@ struct FrameReader: ~Copyable {
     private var start = 0
     private var end = 0
     let fd: Int32
+    /// A frame refused for its size: the stream stands in its middle, so no
+    /// later frame can be found.
+    private(set) var refusedFrame: (length: Int, limit: Int)?
 
     init(fd: Int32, capacity: Int = 64 * 1024) {
         self.fd = fd
@@ -81,11 +84,9 @@ struct FrameReader: ~Copyable {
     /// closed its end between frames, and also, with a message that says so,
     /// when it closed in the middle of one.
     mutating func readFrame(limit: Int) throws -> [UInt8] {
+        try checkReadable()
         let length = try readLength()
-        guard length <= limit else {
-            throw MultiprocessingError(
-                .decodingFailed, "a frame header claims \(length) bytes, above this connection's limit of \(limit)")
-        }
+        try checkLength(length, limit: limit)
         if length <= Frame.trustedAllocation {
             return try [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
                 try readPayload(into: UnsafeMutableRawBufferPointer(buffer))
@@ -114,8 +115,13 @@ struct FrameReader: ~Copyable {
 
     /// Reads the next frame into `destination` if it fits. If it does not, the
     /// frame stays unread and the error says how large it is.
-    mutating func readFrame(into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+    mutating func readFrame(into destination: UnsafeMutableRawBufferPointer, limit: Int = .max) throws -> Int {
+        try checkReadable()
         let (length, header) = try peekLength()
+        if length > limit {
+            start += header
+            try checkLength(length, limit: limit)
+        }
         guard length <= destination.count else {
             throw MultiprocessingError(
                 .invalidArgument,
@@ -126,17 +132,34 @@ struct FrameReader: ~Copyable {
         return length
     }
 
+    /// Refuses a frame above `limit` (its header already read), and every frame after it.
+    private mutating func checkLength(_ length: Int, limit: Int) throws {
+        guard length > limit else { return }
+        refusedFrame = (length, limit)
+        throw MultiprocessingError(
+            .messageTooLarge,
+            "a message of \(length) bytes arrived, more than this connection's maximumMessageSize of \(limit); "
+                + "nothing was allocated for it, and since the stream stands in the middle of that message the "
+                + "connection can no longer receive (its state is .unreadable): close it, or raise the limit on both "
+                + "ends before such messages are sent")
+    }
+
+    private func checkReadable() throws {
+        guard let (length, limit) = refusedFrame else { return }
+        throw MultiprocessingError(
+            .messageTooLarge,
+            "this connection can no longer receive: an earlier message of \(length) bytes was refused for being "
+                + "more than its maximumMessageSize of \(limit), and the rest of it is still in the stream; close it")
+    }
+
     private mutating func peekLength() throws -> (length: Int, headerSize: Int) {
         try fill(4, atFrameStart: true)
         let short = storage.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian
         guard short == Frame.longMarker else { return (Int(short), 4) }
         try fill(12, atFrameStart: false)
         let long = storage.loadUnaligned(fromByteOffset: start + 4, as: UInt64.self).littleEndian
-        guard long <= UInt64(Int.max) else {
-            throw MultiprocessingError(
-                .decodingFailed, "a frame header claims \(long) bytes, more than memory can hold")
-        }
-        return (Int(long), 12)
+        // A claim beyond Int.max is refused like any claim above the limit.
+        return (long <= UInt64(Int.max) ? Int(long) : Int.max, 12)
     }
 
     /// Copies `count` payload bytes into `destination`, from the buffer first and then straight from the descriptor.
