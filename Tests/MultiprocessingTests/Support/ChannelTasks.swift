@@ -37,3 +37,23 @@ struct SendSizes: ProcessTask {
         }
     }
 }
+
+/// Echoes one message, then waits for the parent to close its end.
+struct ReplyOnce: ProcessTask {
+    var connection: Connection
+    func run() throws {
+        let message: String = try connection.receive()
+        try connection.send(message)
+        _ = try? connection.receiveBytes()
+    }
+}
+
+/// Exits with `code` once a message arrives (or the parent's end closes).
+struct ExitOnMessage: ProcessTask {
+    var connection: Connection
+    var code: Int32
+    func run() {
+        _ = try? connection.receiveBytes()
+        exit(code)
+    }
+}
