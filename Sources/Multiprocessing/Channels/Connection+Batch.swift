@@ -37,7 +37,7 @@ public struct ConnectionBatch: ~Copyable {
             buffer.removeSubrange(start...)
             throw error
         }
-        if length >= Int(Frame.longMarker) {
+        if length >= Frame.longLength {
             let payload = Array(buffer[(start + 4)...])
             buffer.removeSubrange(start...)
             try flush()

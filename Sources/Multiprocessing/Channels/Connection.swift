@@ -57,8 +57,22 @@ public final class Connection: @unchecked Sendable {
         self.readFD = readFD
         self.writeFD = writeFD
         sizeLimit = Atomic(maximumMessageSize)
-        reader = Mutex(FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16))
+        carriesDescriptors = Self.isSocket(readFD >= 0 ? readFD : writeFD)
+        reader = Mutex(
+            FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16, carriesDescriptors: carriesDescriptors))
         Platform.ignoreBrokenPipeSignal()
+    }
+
+    /// Whether this end is a socket, which can carry file descriptors
+    /// (``sendDescriptor(_:)``) and objects that own them (a ``Connection``
+    /// inside a value): ends made by ``socketPair(maximumMessageSize:)``,
+    /// ``Listener`` and ``Connection/connect(to:authenticationKey:maximumMessageSize:)``.
+    /// Ends made by ``pipe(duplex:maximumMessageSize:)`` are pipes and cannot.
+    public let carriesDescriptors: Bool
+
+    private static func isSocket(_ fd: Int32) -> Bool {
+        var info = stat()
+        return fd >= 0 && fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
     }
 
     /// Sets ``maximumMessageSize``, higher or lower, for this end only.
@@ -72,7 +86,7 @@ public final class Connection: @unchecked Sendable {
         sizeLimit.store(try Self.validLimit(size), ordering: .relaxed)
     }
 
-    private static func validLimit(_ size: Int) throws -> Int {
+    static func validLimit(_ size: Int) throws -> Int {
         guard size >= 1 else {
             throw MultiprocessingError(
                 .invalidArgument, "a connection's maximumMessageSize must be at least 1 byte, not \(size)")
@@ -99,10 +113,13 @@ public final class Connection: @unchecked Sendable {
     }
 
     deinit {
-        if !closed.load(ordering: .relaxed) {
-            Platform.close(readFD)
-            Platform.close(writeFD)
-        }
+        if !closed.load(ordering: .relaxed) { closeDescriptors() }
+    }
+
+    /// Closes the descriptors; a socket end reads and writes through one.
+    private func closeDescriptors() {
+        Platform.close(readFD)
+        if writeFD != readFD { Platform.close(writeFD) }
     }
 
     /// Makes a connected pair.
@@ -159,8 +176,7 @@ public final class Connection: @unchecked Sendable {
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
-        Platform.close(readFD)
-        Platform.close(writeFD)
+        closeDescriptors()
     }
 
     /// Sends a value.
@@ -171,12 +187,58 @@ public final class Connection: @unchecked Sendable {
     ///   `.messageTooLarge` when it encodes to more than
     ///   ``maximumMessageSize`` (nothing is written), `.endOfStream` when the
     ///   other end is closed, `.closed` when this end is.
+    ///
+    /// On an end that ``carriesDescriptors``, objects that own descriptors
+    /// (a ``Connection``, for one) travel inside the value: the receiver
+    /// gets its own copies of their descriptors.
     public func send<T: Encodable>(_ value: T) throws {
         let fd = try writable()
         var buffer: [UInt8] = [0, 0, 0, 0]
-        try WireEncoder().encode(value, into: &buffer)
+        var encoder = WireEncoder()
+        let transfer = carriesDescriptors ? DescriptorTransfer() : nil
+        if let transfer { encoder.userInfo[.descriptorTransfer] = transfer }
+        try encoder.encode(value, into: &buffer)
         try checkSendable(buffer.count - 4)
-        try writeLock.withLock { _ in try Frame.write(reservedHeader: &buffer, to: fd) }
+        try writeLock.withLock { _ in
+            try Self.resetIsEndOfStream {
+                if let transfer, !transfer.descriptors.isEmpty { try Self.announce(transfer.descriptors, on: fd) }
+                try Frame.write(reservedHeader: &buffer, to: fd)
+            }
+        }
+    }
+
+    /// Sends `descriptors` with SCM_RIGHTS beside announcements of them, at
+    /// most 32 to a `sendmsg`.
+    private static func announce(_ descriptors: [Int32], on fd: Int32) throws {
+        for first in stride(from: 0, to: descriptors.count, by: 32) {
+            let part = Array(descriptors[first..<min(first + 32, descriptors.count)])
+            var header: [UInt8] = []
+            withUnsafeBytes(of: Frame.descriptorMarker.littleEndian) { header += $0 }
+            withUnsafeBytes(of: UInt32(part.count).littleEndian) { header += $0 }
+            let sent = header.withUnsafeBytes { bytes in
+                part.withUnsafeBufferPointer {
+                    mp_send_with_fds(fd, bytes.baseAddress, bytes.count, $0.baseAddress, Int32($0.count), 0)
+                }
+            }
+            if sent < 0 {
+                if errno == EPIPE || errno == ECONNRESET {
+                    throw MultiprocessingError(.endOfStream, "the other end of the connection was closed", errno: errno)
+                }
+                throw Platform.error("sendmsg of descriptors")
+            }
+            if sent < header.count {
+                try header.withUnsafeBytes { try Platform.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+            }
+        }
+    }
+
+    /// Runs a write; a TCP peer that reset the connection has closed it, as far as a sender is concerned.
+    private static func resetIsEndOfStream<R>(_ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch let error as MultiprocessingError where error.errno == ECONNRESET {
+            throw MultiprocessingError(.endOfStream, "the other end of the connection was closed", errno: ECONNRESET)
+        }
     }
 
     /// Throws `.messageTooLarge` for a message above this end's limit.
@@ -198,14 +260,37 @@ public final class Connection: @unchecked Sendable {
     ///   when the message is not a `T`.
     @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func receive<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        let bytes = try receiveBytes()
-        return try WireDecoder().decode(T.self, from: bytes)
+        let message = try receiveMessage()
+        return try decode(T.self, message)
     }
 
     /// Receives the next value without blocking a thread of the cooperative pool.
     public func receive<T: Decodable & Sendable>(_ type: T.Type = T.self) async throws -> T {
-        let bytes = try await receiveBytes()
-        return try WireDecoder().decode(T.self, from: bytes)
+        let message =
+            try waitReadable(timeout: .zero)
+            ? try receiveMessage() : try await BlockingThreads.run { try self.receiveMessage() }
+        return try decode(T.self, message)
+    }
+
+    /// Decodes a message, handing the descriptors that came with it to the
+    /// objects in the value that own them; those no object took are closed.
+    private func decode<T: Decodable>(_ type: T.Type, _ message: (bytes: [UInt8], descriptors: [Int32])) throws -> T {
+        guard carriesDescriptors else { return try WireDecoder().decode(T.self, from: message.bytes) }
+        let transfer = DescriptorTransfer(descriptors: message.descriptors)
+        defer { transfer.closeUntaken() }
+        var decoder = WireDecoder()
+        decoder.userInfo[.descriptorTransfer] = transfer
+        return try decoder.decode(T.self, from: message.bytes)
+    }
+
+    /// Receives a message and the descriptors sent with it.
+    private func receiveMessage() throws -> (bytes: [UInt8], descriptors: [Int32]) {
+        guard readFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        let limit = maximumMessageSize
+        return try reader.withLock { try $0.readMessage(limit: limit) }
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).
@@ -216,13 +301,13 @@ public final class Connection: @unchecked Sendable {
     public func sendBytes(_ bytes: UnsafeRawBufferPointer) throws {
         let fd = try writable()
         try checkSendable(bytes.count)
-        try writeLock.withLock { _ in try Frame.write(bytes, to: fd) }
+        try writeLock.withLock { _ in try Self.resetIsEndOfStream { try Frame.write(bytes, to: fd) } }
     }
 
     /// Writes bytes that already hold whole frames.
     func sendRaw(_ frames: UnsafeRawBufferPointer) throws {
         let fd = try writable()
-        try writeLock.withLock { _ in try Platform.writeAll(fd, frames) }
+        try writeLock.withLock { _ in try Self.resetIsEndOfStream { try Platform.writeAll(fd, frames) } }
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).

@@ -57,3 +57,53 @@ struct ExitOnMessage: ProcessTask {
         exit(code)
     }
 }
+
+/// Writes `text` into a descriptor that arrives over its connection.
+struct WriteIntoReceivedDescriptor: ProcessTask {
+    var connection: Connection
+    var text: String
+    func run() throws {
+        let received = try connection.receiveDescriptor()
+        let bytes = Array(text.utf8)
+        try bytes.withUnsafeBytes { try Platform.writeAll(received.rawValue, $0) }
+    }
+}
+
+/// Makes a pipe, sends its reading end to the parent and writes `text` into it.
+struct SendPipeReadingEnd: ProcessTask {
+    var connection: Connection
+    var text: String
+    func run() throws {
+        let pipe = try Platform.makePipe()
+        try connection.sendDescriptor(pipe.read)
+        Platform.close(pipe.read)
+        let bytes = Array(text.utf8)
+        try bytes.withUnsafeBytes { try Platform.writeAll(pipe.write, $0) }
+        Platform.close(pipe.write)
+    }
+}
+
+/// Receives a connection inside a value, and echoes one message on it.
+struct EchoOnReceivedConnection: ProcessTask {
+    struct Handoff: Codable { var connection: Connection; var label: String }
+    var connection: Connection
+    func run() throws {
+        let handoff = try connection.receive(Handoff.self)
+        let message: String = try handoff.connection.receive()
+        try handoff.connection.send(handoff.label + ": " + message)
+    }
+}
+
+/// Reads everything from `fd` until end-of-file.
+func readToEnd(_ fd: Int32) throws -> String {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { throw Platform.error("read") }
+        if n == 0 { break }
+        bytes += chunk.prefix(n)
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
