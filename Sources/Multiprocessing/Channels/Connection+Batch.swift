@@ -18,8 +18,9 @@ public struct ConnectionBatch: ~Copyable {
     /// Adds a value to the batch; it is written when the batch fills or ends.
     ///
     /// - Throws: `.encodingFailed` when the value cannot be encoded (the batch
-    ///   keeps the messages added before); what a write throws when the batch
-    ///   was full and had to be written.
+    ///   keeps the messages added before); `.messageTooLarge` above the
+    ///   connection's maximum message size; what a write throws when the
+    ///   batch was full and had to be written.
     public mutating func send<T: Encodable>(_ value: T) throws {
         let start = buffer.count
         buffer += [0, 0, 0, 0]
@@ -30,7 +31,13 @@ public struct ConnectionBatch: ~Copyable {
             throw error
         }
         let length = buffer.count - start - 4
-        if length >= Int(Frame.longMarker) {
+        do {
+            try connection.checkSendable(length)
+        } catch {
+            buffer.removeSubrange(start...)
+            throw error
+        }
+        if length >= Frame.longLength {
             let payload = Array(buffer[(start + 4)...])
             buffer.removeSubrange(start...)
             try flush()
@@ -43,6 +50,7 @@ public struct ConnectionBatch: ~Copyable {
 
     /// Adds raw bytes as one message; it is written when the batch fills or ends.
     public mutating func sendBytes(_ bytes: UnsafeRawBufferPointer) throws {
+        try connection.checkSendable(bytes.count)
         if bytes.count > Self.capacity / 2 {
             try flush()
             try connection.sendBytes(bytes)

@@ -37,38 +37,113 @@ public final class Connection: @unchecked Sendable {
     private let writeLock = Mutex(())
     private let closed = Atomic(false)
 
-    /// The largest message this end accepts; a frame that claims more fails
-    /// with `.decodingFailed` without allocating.
-    public let maximumMessageSize: Int
+    private let sizeLimit: Atomic<Int>
 
-    init(readFD: Int32, writeFD: Int32, maximumMessageSize: Int = 1 << 32) {
+    /// The maximum message size of a connection made without one: 1 GiB.
+    public static let defaultMaximumMessageSize = 1 << 30
+
+    /// The largest message, in bytes, this end sends or receives.
+    ///
+    /// A received frame whose header claims more fails with
+    /// `.messageTooLarge` before anything is allocated for it; the stream is
+    /// then in the middle of that message, so this end can no longer receive
+    /// (``state`` is ``State/unreadable``). A send of more fails with
+    /// `.messageTooLarge` and writes nothing. Set it with
+    /// ``pipe(duplex:maximumMessageSize:)`` or
+    /// ``setMaximumMessageSize(_:)``; an end handed to a child keeps it.
+    public var maximumMessageSize: Int { sizeLimit.load(ordering: .relaxed) }
+
+    init(readFD: Int32, writeFD: Int32, maximumMessageSize: Int = Connection.defaultMaximumMessageSize) {
         self.readFD = readFD
         self.writeFD = writeFD
-        self.maximumMessageSize = maximumMessageSize
-        reader = Mutex(FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16))
+        sizeLimit = Atomic(maximumMessageSize)
+        carriesDescriptors = Self.isSocket(readFD >= 0 ? readFD : writeFD)
+        reader = Mutex(
+            FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16, carriesDescriptors: carriesDescriptors))
         Platform.ignoreBrokenPipeSignal()
     }
 
-    deinit {
-        if !closed.load(ordering: .relaxed) {
-            Platform.close(readFD)
-            Platform.close(writeFD)
+    /// Whether this end is a socket, which can carry file descriptors
+    /// (``sendDescriptor(_:)``) and objects that own them (a ``Connection``
+    /// inside a value): ends made by ``socketPair(maximumMessageSize:)``,
+    /// ``Listener`` and ``Connection/connect(to:authenticationKey:maximumMessageSize:)``.
+    /// Ends made by ``pipe(duplex:maximumMessageSize:)`` are pipes and cannot.
+    public let carriesDescriptors: Bool
+
+    private static func isSocket(_ fd: Int32) -> Bool {
+        var info = stat()
+        return fd >= 0 && fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+    }
+
+    /// Sets ``maximumMessageSize``, higher or lower, for this end only.
+    ///
+    /// Lower it on an end that receives from a process you do not trust, so
+    /// that a lying or corrupt frame header costs nothing but an error.
+    ///
+    /// - Parameter size: The largest message in bytes, at least 1.
+    /// - Throws: `.invalidArgument` for a size below 1.
+    public func setMaximumMessageSize(_ size: Int) throws {
+        sizeLimit.store(try Self.validLimit(size), ordering: .relaxed)
+    }
+
+    static func validLimit(_ size: Int) throws -> Int {
+        guard size >= 1 else {
+            throw MultiprocessingError(
+                .invalidArgument, "a connection's maximumMessageSize must be at least 1 byte, not \(size)")
         }
+        return size
+    }
+
+    /// What a ``Connection`` can still do.
+    public enum State: Sendable, Hashable {
+        /// It sends and receives (as far as its direction allows).
+        case open
+        /// A received frame was larger than ``Connection/maximumMessageSize``
+        /// and refused: the rest of that message is still in the stream, so
+        /// every receive throws `.messageTooLarge`. Sends still work. Close it.
+        case unreadable
+        /// ``Connection/close()`` was called.
+        case closed
+    }
+
+    /// What this end can still do: see ``State``.
+    public var state: State {
+        if isClosed { return .closed }
+        return reader.withLock { $0.refusedFrame != nil } ? .unreadable : .open
+    }
+
+    deinit {
+        if !closed.load(ordering: .relaxed) { closeDescriptors() }
+    }
+
+    /// Closes the descriptors; a socket end reads and writes through one.
+    private func closeDescriptors() {
+        Platform.close(readFD)
+        if writeFD != readFD { Platform.close(writeFD) }
     }
 
     /// Makes a connected pair.
     ///
-    /// - Parameter duplex: When `true` (the default) both ends send and
-    ///   receive. When `false` the first end only receives and the second
-    ///   only sends, as in Python's `Pipe(duplex=False)`.
+    /// - Parameters:
+    ///   - duplex: When `true` (the default) both ends send and
+    ///     receive. When `false` the first end only receives and the second
+    ///     only sends, as in Python's `Pipe(duplex=False)`.
+    ///   - maximumMessageSize: The largest message, in bytes, either end
+    ///     sends or receives (``maximumMessageSize``); 1 GiB by default.
     /// - Returns: The two ends.
     /// - Throws: ``MultiprocessingError`` with code `.systemCall` when the
     ///   pipes cannot be created (for example when the process is out of
-    ///   descriptors).
-    public static func pipe(duplex: Bool = true) throws -> (Connection, Connection) {
+    ///   descriptors); `.invalidArgument` for a `maximumMessageSize` below 1.
+    public static func pipe(
+        duplex: Bool = true, maximumMessageSize: Int = Connection.defaultMaximumMessageSize
+    ) throws -> (Connection, Connection) {
+        let limit = try validLimit(maximumMessageSize)
         let forward = try Platform.makePipe()
         guard duplex else {
-            return (Connection(readFD: forward.read, writeFD: -1), Connection(readFD: -1, writeFD: forward.write))
+            return (
+                Connection(readFD: forward.read, writeFD: -1, maximumMessageSize: limit),
+                Connection(readFD: -1, writeFD: forward.write, maximumMessageSize: limit)
+            )
         }
         let backward: (read: Int32, write: Int32)
         do {
@@ -79,8 +154,8 @@ public final class Connection: @unchecked Sendable {
             throw error
         }
         return (
-            Connection(readFD: forward.read, writeFD: backward.write),
-            Connection(readFD: backward.read, writeFD: forward.write)
+            Connection(readFD: forward.read, writeFD: backward.write, maximumMessageSize: limit),
+            Connection(readFD: backward.read, writeFD: forward.write, maximumMessageSize: limit)
         )
     }
 
@@ -101,8 +176,7 @@ public final class Connection: @unchecked Sendable {
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
-        Platform.close(readFD)
-        Platform.close(writeFD)
+        closeDescriptors()
     }
 
     /// Sends a value.
@@ -110,12 +184,72 @@ public final class Connection: @unchecked Sendable {
     /// - Parameter value: Any `Encodable` value; it is encoded before anything
     ///   is written, so an encoding error leaves the connection untouched.
     /// - Throws: `.encodingFailed` when the value cannot be encoded,
-    ///   `.endOfStream` when the other end is closed, `.closed` when this end is.
+    ///   `.messageTooLarge` when it encodes to more than
+    ///   ``maximumMessageSize`` (nothing is written), `.endOfStream` when the
+    ///   other end is closed, `.closed` when this end is.
+    ///
+    /// On an end that ``carriesDescriptors``, objects that own descriptors
+    /// (a ``Connection``, for one) travel inside the value: the receiver
+    /// gets its own copies of their descriptors.
     public func send<T: Encodable>(_ value: T) throws {
         let fd = try writable()
         var buffer: [UInt8] = [0, 0, 0, 0]
-        try WireEncoder().encode(value, into: &buffer)
-        try writeLock.withLock { _ in try Frame.write(reservedHeader: &buffer, to: fd) }
+        var encoder = WireEncoder()
+        let transfer = carriesDescriptors ? DescriptorTransfer() : nil
+        if let transfer { encoder.userInfo[.descriptorTransfer] = transfer }
+        try encoder.encode(value, into: &buffer)
+        try checkSendable(buffer.count - 4)
+        try writeLock.withLock { _ in
+            try Self.resetIsEndOfStream {
+                if let transfer, !transfer.descriptors.isEmpty { try Self.announce(transfer.descriptors, on: fd) }
+                try Frame.write(reservedHeader: &buffer, to: fd)
+            }
+        }
+    }
+
+    /// Sends `descriptors` with SCM_RIGHTS beside announcements of them, at
+    /// most 32 to a `sendmsg`.
+    private static func announce(_ descriptors: [Int32], on fd: Int32) throws {
+        for first in stride(from: 0, to: descriptors.count, by: 32) {
+            let part = Array(descriptors[first..<min(first + 32, descriptors.count)])
+            var header: [UInt8] = []
+            withUnsafeBytes(of: Frame.descriptorMarker.littleEndian) { header += $0 }
+            withUnsafeBytes(of: UInt32(part.count).littleEndian) { header += $0 }
+            let sent = header.withUnsafeBytes { bytes in
+                part.withUnsafeBufferPointer {
+                    mp_send_with_fds(fd, bytes.baseAddress, bytes.count, $0.baseAddress, Int32($0.count), 0)
+                }
+            }
+            if sent < 0 {
+                if errno == EPIPE || errno == ECONNRESET {
+                    throw MultiprocessingError(.endOfStream, "the other end of the connection was closed", errno: errno)
+                }
+                throw Platform.error("sendmsg of descriptors")
+            }
+            if sent < header.count {
+                try header.withUnsafeBytes { try Platform.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+            }
+        }
+    }
+
+    /// Runs a write; a TCP peer that reset the connection has closed it, as far as a sender is concerned.
+    private static func resetIsEndOfStream<R>(_ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch let error as MultiprocessingError where error.errno == ECONNRESET {
+            throw MultiprocessingError(.endOfStream, "the other end of the connection was closed", errno: ECONNRESET)
+        }
+    }
+
+    /// Throws `.messageTooLarge` for a message above this end's limit.
+    func checkSendable(_ length: Int) throws {
+        let limit = maximumMessageSize
+        guard length <= limit else {
+            throw MultiprocessingError(
+                .messageTooLarge,
+                "a message of \(length) bytes is more than this connection's maximumMessageSize of \(limit); "
+                    + "nothing was sent (raise the limit with setMaximumMessageSize(_:) on both ends)")
+        }
     }
 
     /// Receives the next value.
@@ -125,26 +259,54 @@ public final class Connection: @unchecked Sendable {
     /// - Throws: `.endOfStream` when the other end closed, `.decodingFailed`
     ///   when the message is not a `T`.
     public func receive<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        let bytes = try receiveBytes()
-        return try WireDecoder().decode(T.self, from: bytes)
+        let message = try receiveMessage()
+        return try decode(T.self, message)
     }
 
     /// Receives the next value without blocking a thread of the cooperative pool.
     public func receive<T: Decodable & Sendable>(_ type: T.Type = T.self) async throws -> T {
-        let bytes = try await receiveBytes()
-        return try WireDecoder().decode(T.self, from: bytes)
+        let message =
+            try waitReadable(timeout: .zero)
+            ? try receiveMessage() : try await BlockingThreads.run { try self.receiveMessage() }
+        return try decode(T.self, message)
+    }
+
+    /// Decodes a message, handing the descriptors that came with it to the
+    /// objects in the value that own them; those no object took are closed.
+    private func decode<T: Decodable>(_ type: T.Type, _ message: (bytes: [UInt8], descriptors: [Int32])) throws -> T {
+        guard carriesDescriptors else { return try WireDecoder().decode(T.self, from: message.bytes) }
+        let transfer = DescriptorTransfer(descriptors: message.descriptors)
+        defer { transfer.closeUntaken() }
+        var decoder = WireDecoder()
+        decoder.userInfo[.descriptorTransfer] = transfer
+        return try decoder.decode(T.self, from: message.bytes)
+    }
+
+    /// Receives a message and the descriptors sent with it.
+    private func receiveMessage() throws -> (bytes: [UInt8], descriptors: [Int32]) {
+        guard readFD >= 0 else {
+            throw MultiprocessingError(.invalidArgument, "this end of a one-way connection only sends")
+        }
+        guard !isClosed else { throw MultiprocessingError(.closed, "the connection is closed") }
+        let limit = maximumMessageSize
+        return try reader.withLock { try $0.readMessage(limit: limit) }
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).
+    ///
+    /// - Throws: `.messageTooLarge` above ``maximumMessageSize`` (nothing is
+    ///   written), `.endOfStream` when the other end is closed, `.closed`
+    ///   when this end is.
     public func sendBytes(_ bytes: UnsafeRawBufferPointer) throws {
         let fd = try writable()
-        try writeLock.withLock { _ in try Frame.write(bytes, to: fd) }
+        try checkSendable(bytes.count)
+        try writeLock.withLock { _ in try Self.resetIsEndOfStream { try Frame.write(bytes, to: fd) } }
     }
 
     /// Writes bytes that already hold whole frames.
     func sendRaw(_ frames: UnsafeRawBufferPointer) throws {
         let fd = try writable()
-        try writeLock.withLock { _ in try Platform.writeAll(fd, frames) }
+        try writeLock.withLock { _ in try Self.resetIsEndOfStream { try Platform.writeAll(fd, frames) } }
     }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).
@@ -154,8 +316,8 @@ public final class Connection: @unchecked Sendable {
 
     /// Receives the next message as raw bytes (Python's `recv_bytes`).
     ///
-    /// - Throws: `.endOfStream` when the other end closed; `.decodingFailed`
-    ///   when a frame claims more than ``maximumMessageSize``.
+    /// - Throws: `.endOfStream` when the other end closed; `.messageTooLarge`
+    ///   when a frame claims more than ``maximumMessageSize`` (see ``State/unreadable``).
     public func receiveBytes() throws -> [UInt8] {
         try receiveFrame()
     }
@@ -180,9 +342,11 @@ public final class Connection: @unchecked Sendable {
         // it crosses the lock's isolation boundary as a plain address.
         let address = UInt(bitPattern: buffer.baseAddress)
         let count = buffer.count
+        let limit = maximumMessageSize
         return try reader.withLock {
             try $0.readFrame(
-                into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count))
+                into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: address), count: count),
+                limit: limit)
         }
     }
 
@@ -248,6 +412,7 @@ extension Connection: Codable {
         var container = encoder.unkeyedContainer()
         try container.encode(readFD >= 0 ? transfer.add(readFD) : -1)
         try container.encode(writeFD >= 0 ? transfer.add(writeFD) : -1)
+        try container.encode(maximumMessageSize)
     }
 
     public convenience init(from decoder: any Decoder) throws {
@@ -258,6 +423,7 @@ extension Connection: Codable {
         var container = try decoder.unkeyedContainer()
         let read = try transfer.take(container.decode(Int.self))
         let write = try transfer.take(container.decode(Int.self))
-        self.init(readFD: read, writeFD: write)
+        let limit = try container.decode(Int.self)
+        self.init(readFD: read, writeFD: write, maximumMessageSize: limit)
     }
 }
