@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
         .executable(name: "multiprocessing-tour", targets: ["MultiprocessingTour"]),
         .executable(name: "multiprocessing-bench", targets: ["MultiprocessingBenchmarks"]),
+        .executable(name: "multiprocessing-chaos", targets: ["MultiprocessingChaos"]),
     ],
     dependencies: [
         // The one dependency: the ecosystem's logging API, so a pool can say
@@ -26,6 +27,9 @@ let package = Package(
             dependencies: ["CMultiprocessing", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MultiprocessingTour", dependencies: ["Multiprocessing"]),
         .executableTarget(name: "MultiprocessingBenchmarks", dependencies: ["Multiprocessing"]),
+        // The fault-injection program: crashes, hangs, kills and leak counts, each checked (README, "Faults").
+        .target(name: "CMultiprocessingChaos"),
+        .executableTarget(name: "MultiprocessingChaos", dependencies: ["Multiprocessing", "CMultiprocessingChaos"]),
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
             name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),

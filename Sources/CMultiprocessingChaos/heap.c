@@ -1,0 +1,12 @@
+#include "chaos_heap.h"
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+
+size_t chaos_heap_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+}
+#else
+size_t chaos_heap_in_use(void) { return 0; }
+#endif
