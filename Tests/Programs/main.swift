@@ -7,6 +7,18 @@
 #endif
 import Multiprocessing
 
+// Top-level constants, as every Swift script keeps them: a child sees their
+// values because it runs this top-level code too, up to where the program
+// first starts a process.
+let answer = 20_000
+let greeting = "hello from main.swift"
+let table = ["one": 1, "two": 2]
+
+/// Reads the top-level constants.
+struct ReadGlobals: ProcessTask {
+    func run() -> String { "\(answer) \(greeting) \(table["two"] ?? 0)" }
+}
+
 /// Sleeps, then creates the file at `path`.
 struct TouchLater: ProcessTask {
     var path: String
@@ -46,6 +58,19 @@ case "pool-submit-during-exit":
     }
     poolAtExit = try ProcessPool(workers: 1)
     _ = try poolAtExit!.submit(Nap())
+case "main-globals":
+    // Printed once: a child's output before the takeover is silenced.
+    print("before the first process")
+    for method in [StartMethod.spawn, .forkserver] {
+        let child = try ChildProcess(ReadGlobals(), startMethod: method)
+        try child.start()
+        _ = try child.join()
+        print("child \(method): \(try child.value)")
+        let pool = try ProcessPool(workers: 2, options: PoolOptions(startMethod: method))
+        print("pool \(method): \(try pool.submit(ReadGlobals()).get())")
+        pool.close()
+        pool.join()
+    }
 default:
     print("unknown scenario: \(arguments.first ?? "none")")
     exit(2)
