@@ -76,3 +76,21 @@ extension ProcessSuites.ChildRuntimeTests {
         #expect(run.output.components(separatedBy: "before the first process").count == 2, "\(run.output)")
     }
 }
+
+extension ProcessSuites.ChildRuntimeTests {
+    @Test("a child runs its own exit handlers and flushes its output, not inherited handlers; it prints its error")
+    func exitHandlersAndErrors() throws {
+        let run = try runTestProgram(["child-exit"])
+        #expect(run.status == 0, "\(run.output)")
+        for method in ["spawn", "forkserver", "fork (other threads allowed)"] {
+            #expect(run.output.contains("unflushed output of exiting-\(method); "), "\(run.output)")
+            #expect(run.output.contains("child exit handler ran in exiting-\(method)"), "\(run.output)")
+        }
+        let parentHandlers = run.output.components(separatedBy: "parent exit handler ran in ")
+        #expect(parentHandlers.count == 2, "\(run.output)")
+        #expect(run.output.contains("parent exit handler ran in MainProcess"), "\(run.output)")
+        #expect(run.output.contains("Process 'loud' (pid "), "\(run.output)")
+        #expect(run.output.contains("failed: MultiprocessingTestPrograms.FailsLoudly.Refusal: the input was refused"))
+        #expect(!run.output.contains("Process 'quiet'"), "\(run.output)")
+    }
+}

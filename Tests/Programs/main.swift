@@ -36,6 +36,25 @@ struct Nap: ProcessTask {
 
 nonisolated(unsafe) var poolAtExit: ProcessPool?
 
+/// Registers an exit handler in the child and leaves output unflushed: both
+/// must show at the child's exit.
+struct RegistersExitHandler: ProcessTask {
+    func run() {
+        atexit {
+            print("child exit handler ran in \(currentProcess.name)")
+        }
+        print("unflushed output of \(currentProcess.name); ", terminator: "")
+    }
+}
+
+/// Throws, for the error a child prints.
+struct FailsLoudly: ProcessTask {
+    struct Refusal: Error, CustomStringConvertible {
+        var description: String { "the input was refused" }
+    }
+    func run() throws { throw Refusal() }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
 case "pool-exit-pending":
@@ -58,6 +77,25 @@ case "pool-submit-during-exit":
     }
     poolAtExit = try ProcessPool(workers: 1)
     _ = try poolAtExit!.submit(Nap())
+case "child-exit":
+    // The parent's handler is inherited by a forked child and registered
+    // again by a spawned child running this top-level code: it must run once.
+    atexit {
+        print("parent exit handler ran in \(currentProcess.name)")
+    }
+    for method in [StartMethod.spawn, .forkserver, .fork(allowingOtherThreads: true)] {
+        let child = try ChildProcess(RegistersExitHandler(), name: "exiting-\(method)", startMethod: method)
+        try child.start()
+        _ = try child.join()
+    }
+    let loud = try ChildProcess(FailsLoudly(), name: "loud")
+    try loud.start()
+    _ = try loud.join()
+    let quiet = try ChildProcess(FailsLoudly(), name: "quiet")
+    quiet.printsErrors = false
+    try quiet.start()
+    _ = try quiet.join()
+    print("children done")
 case "main-globals":
     // Printed once: a child's output before the takeover is silenced.
     print("before the first process")
