@@ -40,36 +40,120 @@ static void run_later_initializers(int argc, char **argv, char **envp) {
 
 static void run_child_and_exit(void) {
     int code = 70;
+    // Exit handlers registered from here on (by the task) run at the child's
+    // exit; those before (inherited from the fork server or a parent) do not.
+    mp_mark_exit_handlers();
     if (swift_multiprocessing_child_main) {
         code = swift_multiprocessing_child_main();
     } else {
         static const char msg[] = "swift-multiprocessing: the child entry point is not linked into this binary\n";
         (void)!write(2, msg, sizeof(msg) - 1);
     }
-    fflush(NULL);
-    _exit(code);
+    mp_exit_running_own_handlers(code);
+}
+
+// A child of a program whose entry point is top-level code (main.swift) runs
+// that code too, as Python's spawn re-runs the main module, so that the
+// globals it declares have their values: they are initialized by running it,
+// and a task would otherwise read zeroes. The child takes over where the
+// program first starts a process (see mp_boot_take_over_if_pending), with
+// its standard output silenced until then so the program's output before that
+// point is not repeated by every child.
+
+static int pending_mode = 0;  // 1 spawn, 2 forkserver: main runs, the takeover waits
+static int saved_stdout = -1;
+static int crash_reports = 0;
+static char **boot_argv;
+static int watching_lifeline = 0;
+
+int mp_boot_crash_reports(void) { return crash_reports; }
+
+static void take_over(int mode) {
+    if (mode == 2) {
+        mp_forkserver_serve(MP_FD_JOB, MP_FD_LIFELINE);
+        mp_set_boot_mode(2);
+    } else {
+        mp_set_boot_mode(1);
+        if (!watching_lifeline) mp_watch_lifeline(MP_FD_LIFELINE);
+    }
+    run_child_and_exit();
+}
+
+static void restore_stdout(void) {
+    if (saved_stdout < 0) return;
+    fflush(stdout);
+    dup2(saved_stdout, 1);
+    close(saved_stdout);
+    saved_stdout = -1;
+}
+
+static void exit_without_takeover(void) {
+    if (!__atomic_exchange_n(&pending_mode, 0, __ATOMIC_ACQ_REL)) return;
+    restore_stdout();
+    static const char msg[] =
+        "swift-multiprocessing: this child ran the program's top-level code to its end without reaching "
+        "the point where the program started it, so it could not run its task. A child runs the top-level "
+        "code of main.swift up to the program's first start of a process (a ChildProcess's start, a pool's "
+        "creation): make the code before that point take the same path in every run (do not branch on "
+        "input, time or randomness before it).\n";
+    (void)!write(2, msg, sizeof(msg) - 1);
+    _exit(70);
+}
+
+int mp_boot_take_over_if_pending(void) {
+    int mode = __atomic_exchange_n(&pending_mode, 0, __ATOMIC_ACQ_REL);
+    if (!mode) return 0;
+    restore_stdout();
+    if (mode == 2 && mp_thread_count() > 1) {
+        // Forking a process that runs other threads is not safe: serve from a
+        // fresh image instead, whose children do not see the globals.
+        static const char msg[] =
+            "swift-multiprocessing: the program's top-level code started threads before it first started a "
+            "process, so the fork server cannot keep its globals; children of the fork server will read "
+            "globals of main.swift as zero. Start the first process before starting tasks or threads, or "
+            "use StartMethod.spawn.\n";
+        (void)!write(2, msg, sizeof(msg) - 1);
+        setenv(MP_BOOT_ENV, crash_reports ? "forkserver:0:c" : "forkserver:0", 1);
+        execv("/proc/self/exe", boot_argv);
+        _exit(71);
+    }
+    take_over(mode);
+    return 1;
 }
 
 __attribute__((constructor(101))) static void mp_boot(int argc, char **argv, char **envp) {
     const char *value = getenv(MP_BOOT_ENV);
     if (!value) return;
     char mode[32] = {0};
+    char flags[8] = {0};
     int extras = 0;
-    if (sscanf(value, "%31[a-z]:%d", mode, &extras) != 2) return;
+    int fields = sscanf(value, "%31[a-z]:%d:%7[a-z]", mode, &extras, flags);
+    if (fields < 2) return;
+    int kind = strcmp(mode, "forkserver") == 0 ? 2 : 1;
+    boot_argv = argv;
+    crash_reports = strchr(flags, 'c') != NULL;
     unsetenv(MP_BOOT_ENV);
+    mp_set_boot_extra_count(extras);
+    if (strchr(flags, 'm')) {
+        pending_mode = kind;
+        fflush(stdout);
+        saved_stdout = fcntl(1, F_DUPFD_CLOEXEC, 64);
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, 1);
+            close(null);
+        }
+        atexit(exit_without_takeover);
+        // A spawned child follows its parent from the start; the fork
+        // server, which must stay single-threaded, watches in its loop.
+        if (kind == 1) watching_lifeline = mp_watch_lifeline(MP_FD_LIFELINE) == 0;
+        return;
+    }
     // Initialisers that run after this one (the Swift runtime's, with a static
     // standard library) would otherwise never run: this function does not
     // return to the C library.
     run_later_initializers(argc, argv, envp);
-    mp_set_boot_extra_count(extras);
-    if (strcmp(mode, "forkserver") == 0) {
-        mp_forkserver_serve(MP_FD_JOB, MP_FD_LIFELINE);
-        mp_set_boot_mode(2);
-    } else {
-        mp_set_boot_mode(1);
-        mp_watch_lifeline(MP_FD_LIFELINE);
-    }
-    run_child_and_exit();
+    take_over(kind);
 }
 
 // The fork server.

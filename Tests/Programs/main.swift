@@ -7,6 +7,18 @@
 #endif
 import Multiprocessing
 
+// Top-level constants, as every Swift script keeps them: a child sees their
+// values because it runs this top-level code too, up to where the program
+// first starts a process.
+let answer = 20_000
+let greeting = "hello from main.swift"
+let table = ["one": 1, "two": 2]
+
+/// Reads the top-level constants.
+struct ReadGlobals: ProcessTask {
+    func run() -> String { "\(answer) \(greeting) \(table["two"] ?? 0)" }
+}
+
 /// Sleeps, then creates the file at `path`.
 struct TouchLater: ProcessTask {
     var path: String
@@ -23,6 +35,25 @@ struct Nap: ProcessTask {
 }
 
 nonisolated(unsafe) var poolAtExit: ProcessPool?
+
+/// Registers an exit handler in the child and leaves output unflushed: both
+/// must show at the child's exit.
+struct RegistersExitHandler: ProcessTask {
+    func run() {
+        atexit {
+            print("child exit handler ran in \(currentProcess.name)")
+        }
+        print("unflushed output of \(currentProcess.name); ", terminator: "")
+    }
+}
+
+/// Throws, for the error a child prints.
+struct FailsLoudly: ProcessTask {
+    struct Refusal: Error, CustomStringConvertible {
+        var description: String { "the input was refused" }
+    }
+    func run() throws { throw Refusal() }
+}
 
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
@@ -46,6 +77,38 @@ case "pool-submit-during-exit":
     }
     poolAtExit = try ProcessPool(workers: 1)
     _ = try poolAtExit!.submit(Nap())
+case "child-exit":
+    // The parent's handler is inherited by a forked child and registered
+    // again by a spawned child running this top-level code: it must run once.
+    atexit {
+        print("parent exit handler ran in \(currentProcess.name)")
+    }
+    for method in [StartMethod.spawn, .forkserver, .fork(allowingOtherThreads: true)] {
+        let child = try ChildProcess(RegistersExitHandler(), name: "exiting-\(method)", startMethod: method)
+        try child.start()
+        _ = try child.join()
+    }
+    let loud = try ChildProcess(FailsLoudly(), name: "loud")
+    try loud.start()
+    _ = try loud.join()
+    let quiet = try ChildProcess(FailsLoudly(), name: "quiet")
+    quiet.printsErrors = false
+    try quiet.start()
+    _ = try quiet.join()
+    print("children done")
+case "main-globals":
+    // Printed once: a child's output before the takeover is silenced.
+    print("before the first process")
+    for method in [StartMethod.spawn, .forkserver] {
+        let child = try ChildProcess(ReadGlobals(), startMethod: method)
+        try child.start()
+        _ = try child.join()
+        print("child \(method): \(try child.value)")
+        let pool = try ProcessPool(workers: 2, options: PoolOptions(startMethod: method))
+        print("pool \(method): \(try pool.submit(ReadGlobals()).get())")
+        pool.close()
+        pool.join()
+    }
 default:
     print("unknown scenario: \(arguments.first ?? "none")")
     exit(2)

@@ -5,6 +5,7 @@
 // - mp_ring.h, mp_queue.h, mp_sync.h, mp_lock.h: the data structures that
 //   live in shared memory (a pool worker's result ring, a queue, the state of
 //   semaphores, events and barriers, and locks and conditions).
+// - mp_runtime.h: a child's crash report and exit, the program's symbol table.
 #ifndef C_MULTIPROCESSING_H
 #define C_MULTIPROCESSING_H
 
@@ -13,6 +14,7 @@
 #include "mp_platform.h"
 #include "mp_queue.h"
 #include "mp_ring.h"
+#include "mp_runtime.h"
 #include "mp_segments.h"
 #include "mp_sync.h"
 

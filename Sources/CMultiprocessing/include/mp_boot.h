@@ -28,6 +28,14 @@ void mp_set_boot_mode(int mode);
 int mp_boot_extra_count(void);
 void mp_set_boot_extra_count(int count);
 
+/// In a child of a program whose entry point is top-level code, which runs
+/// that code up to the point where the program first starts a process: takes
+/// the child over there (it runs its task, or the fork server's loop, and
+/// exits; it never returns). Returns 0 in any other process.
+int mp_boot_take_over_if_pending(void);
+/// Whether the parent asked this child for the library's crash reports.
+int mp_boot_crash_reports(void);
+
 /// Runs the fork server's loop on `control` until the parent goes away (its
 /// `lifeline` reports end-of-file, or `control` closes), then exits. Returns
 /// only in a freshly forked worker, whose descriptors are in place (see MP_FD_*).

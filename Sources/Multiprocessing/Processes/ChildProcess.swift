@@ -31,7 +31,9 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
 
         var phase: Phase = .created
         var daemon: Bool
+        var printsErrors = true
         var outcome: Outcome?
+        var crashReport: String?
         var status: TerminationStatus?
         /// Starts the child; dropped once it has, so the task's resources
         /// (its connections, its shared memory) are not kept alive for it.
@@ -82,6 +84,23 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         set { state.withLock { $0.daemon = newValue } }
     }
 
+    /// Whether the child prints an error its task throws to its standard
+    /// error, as Python prints a child's traceback (`true` by default). The
+    /// error reaches the parent either way, through ``ChildProcess/value``.
+    /// Set it before ``start()``.
+    public var printsErrors: Bool {
+        get { state.withLock { $0.printsErrors } }
+        set { state.withLock { $0.printsErrors = newValue } }
+    }
+
+    /// What the library's crash handler wrote in the child when a signal such
+    /// as SIGSEGV, SIGILL (a Swift trap) or SIGABRT ended it: the signal, the
+    /// faulting address and the first frames of its stack, with the
+    /// executable's function names. `nil` while it runs, after any other end,
+    /// and when the child ran Swift's own backtracer instead (`SWIFT_BACKTRACE`
+    /// set in the parent's environment).
+    public var crashReport: String? { state.withLock { $0.crashReport } }
+
     /// The child's process id, once started.
     public var pid: Int32? {
         state.withLock { state in
@@ -130,12 +149,13 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     ///   be created; `.invalidArgument` in a daemon process, which may not have
     ///   children.
     public func start() throws {
-        let (daemon, launch) = try state.withLock {
-            state -> (Bool, @Sendable (ProcessIdentity) throws -> LaunchedChild) in
+        ChildRuntime.takeOverIfPending()
+        let (daemon, printsErrors, launch) = try state.withLock {
+            state -> (Bool, Bool, @Sendable (ProcessIdentity) throws -> LaunchedChild) in
             switch state.phase {
             case .created:
                 state.phase = .starting
-                return (state.daemon, state.launch!)
+                return (state.daemon, state.printsErrors, state.launch!)
             case .closed:
                 throw MultiprocessingError(.closed, "process '\(name)' was closed")
             default:
@@ -150,8 +170,9 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
                     .invalidArgument, "daemon process '\(current.name)' may not start children (as in Python)")
             }
             ChildRegistry.shared.reapFinished()
-            let identity = ProcessIdentity(
+            var identity = ProcessIdentity(
                 name: name, pid: 0, daemon: daemon, parentPID: current.pid, parentName: current.name)
+            identity.printsErrors = printsErrors
             let child = try launch(identity)
             state.withLock {
                 $0.phase = .running(child)
@@ -320,8 +341,11 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
             status = mp_read_all(child.exitFD, &reply, 8) == 0 ? TerminationStatus(waitStatus: reply.1) : .exited(255)
         }
         let outcome = Self.readOutcome(child.resultFD)
+        var crashReport: String?
+        if outcome == nil, case .signaled = status { crashReport = CrashReport.read(from: child.resultFD) }
         state.withLock { state in
             state.outcome = outcome
+            state.crashReport = crashReport
             state.status = status
             state.phase = .finished(pid: child.pid)
         }
@@ -347,7 +371,9 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
 
     /// The child's outcome, as the encoded result or the error to throw.
     func outcomeBytes() throws -> [UInt8] {
-        let (phase, status, outcome) = state.withLock { ($0.phase, $0.status, $0.outcome) }
+        let (phase, status, outcome, crashReport) = state.withLock {
+            ($0.phase, $0.status, $0.outcome, $0.crashReport)
+        }
         guard let status else {
             if case .created = phase {
                 throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
@@ -358,8 +384,10 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         case .success(let bytes): return bytes
         case .failure(let envelope): throw envelope.error
         case nil:
-            throw MultiprocessingError(
+            var error = MultiprocessingError(
                 .processDied, "process '\(name)' (pid \(pid ?? 0)) \(status) before it finished its task")
+            error.crashReport = crashReport
+            throw error
         }
     }
 }
@@ -422,7 +450,8 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
                 let payload = try encoder.encode(task)
                 let job = Job(
                     taskType: typeName, payload: payload, name: identity.name, daemon: identity.daemon,
-                    parentPID: identity.parentPID, parentName: identity.parentName)
+                    parentPID: identity.parentPID, parentName: identity.parentName,
+                    printsErrors: identity.printsErrors)
                 return try Launcher.launch(job, extraFDs: transfer.descriptors, method: startMethod)
             }
         }

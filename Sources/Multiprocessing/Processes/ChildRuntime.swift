@@ -24,7 +24,9 @@ enum ChildRuntime {
         }
         Platform.close(MP_FD_JOB)
         ProcessIdentity.becomeChild(
-            name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName)
+            name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName,
+            printsErrors: job.printsErrors)
+        CrashReport.install(fd: resultFD, name: job.name)
         let transfer = DescriptorTransfer(descriptors: (0..<extras).map { MP_FD_FIRST_EXTRA + Int32($0) })
         let (outcome, code) = run(job, transfer: transfer)
         finish(outcome: outcome, resultFD: resultFD)
@@ -66,8 +68,21 @@ enum ChildRuntime {
         }
     }
 
+    /// In a child that runs the program's top-level code (see `boot.c`):
+    /// called where the program starts a process, it runs the child's task
+    /// there and exits. Does nothing in any other process.
+    @inline(__always)
+    static func takeOverIfPending() {
+        _ = mp_boot_take_over_if_pending()
+    }
+
     /// Sends the outcome to the parent, then joins the child's own non-daemon children.
     static func finish(outcome: Outcome, resultFD: Int32) {
+        // A crash from here on is not the task's: the file holds its outcome.
+        mp_set_crash_fd(-1)
+        if case .failure(let envelope) = outcome, ProcessIdentity.current.printsErrors {
+            printFailure(envelope)
+        }
         if var frame = try? encodeFrame(outcome) {
             try? Frame.write(reservedHeader: &frame, to: resultFD)
         } else if var frame = try? encodeFrame(
@@ -80,6 +95,15 @@ enum ChildRuntime {
         }
         Platform.close(resultFD)
         ChildRegistry.shared.cleanUpAtExit()
+    }
+
+    /// Writes a task's error to standard error, as Python prints a child's traceback.
+    private static func printFailure(_ envelope: ErrorEnvelope) {
+        let identity = ProcessIdentity.current
+        let text =
+            "Process '\(identity.name)' (pid \(identity.pid)) failed: \(envelope.typeName): \(envelope.description)\n"
+        fflush(nil)
+        _ = text.withCString { write(2, $0, strlen($0)) }
     }
 
     private static func encodeFrame(_ outcome: Outcome) throws -> [UInt8] {
@@ -117,7 +141,7 @@ enum ChildRuntime {
         }
         ProcessIdentity.becomeChild(
             name: identity.name, daemon: identity.daemon, parentPID: identity.parentPID,
-            parentName: identity.parentName)
+            parentName: identity.parentName, printsErrors: identity.printsErrors)
     }
 }
 

@@ -29,6 +29,7 @@ public enum ForkResult: Hashable, Sendable {
 ///
 /// The corresponding C function is `fork`.
 public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult {
+    ChildRuntime.takeOverIfPending()
     if !allowingOtherThreads {
         try refuseForkWithOtherThreads(
             alternatives: "Use a ChildProcess with StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true"

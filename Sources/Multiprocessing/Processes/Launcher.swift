@@ -32,6 +32,8 @@ struct Job: Codable {
     var daemon: Bool
     var parentPID: Int32
     var parentName: String
+    /// Whether the child prints the error its task throws.
+    var printsErrors: Bool
 }
 
 /// The pipe whose end-of-file tells every child that this process is gone.
@@ -76,6 +78,7 @@ enum Lifeline {
 enum Launcher {
     /// Starts a spawned or fork-server child for `job`, handing it `extraFDs` as well.
     static func launch(_ job: Job, extraFDs: [Int32], method: StartMethod) throws -> LaunchedChild {
+        ChildRuntime.takeOverIfPending()
         var frame: [UInt8] = [0, 0, 0, 0]
         try WireEncoder().encode(job, into: &frame)
         let jobPipe = try Platform.makePipe()
@@ -113,7 +116,7 @@ enum Launcher {
 
     private static func spawn(fds: [Int32]) throws -> LaunchedChild {
         let extras = fds.count - 3
-        let environment = ["\(MP_BOOT_ENV)=spawn:\(extras)"] + currentEnvironment()
+        let environment = bootEnvironment(mode: "spawn", extras: extras)
         let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-child"] : CommandLine.arguments
         var pid: pid_t = 0
         let result = withCStrings(arguments) { argv in
@@ -125,10 +128,26 @@ enum Launcher {
         return direct(pid: pid)
     }
 
+    /// The environment of a spawned child or fork server: this process's,
+    /// with the marker the start-up hook looks for, and without Swift's
+    /// backtracer unless the user asked for it (the library's crash handler
+    /// reports in milliseconds, and lets no crash signal return).
+    static func bootEnvironment(mode: String, extras: Int) -> [String] {
+        var flags = ""
+        if ProgramEntry.runsTopLevelCode { flags += "m" }
+        var environment = currentEnvironment()
+        if CrashReport.wantedForChildren {
+            flags += "c"
+            environment.append("SWIFT_BACKTRACE=enable=no")
+        }
+        return ["\(MP_BOOT_ENV)=\(mode):\(extras)\(flags.isEmpty ? "" : ":" + flags)"] + environment
+    }
+
     /// Forks this process; the child runs `body` and exits with the code it returns.
     static func launchForked(
         method: StartMethod, identity: ProcessIdentity, body: @escaping () -> (Outcome, Int32)
     ) throws -> LaunchedChild {
+        ChildRuntime.takeOverIfPending()
         if !method.allowsOtherThreads {
             try refuseForkWithOtherThreads(
                 alternatives: "Use StartMethod.forkserver or .spawn, or StartMethod.fork(allowingOtherThreads: true)")
@@ -146,10 +165,12 @@ enum Launcher {
         }
         if pid == 0 {
             ChildRuntime.becomeForkedChild(identity: identity, forkedFromMainThread: fromMainThread)
+            // The parent's exit handlers are not the child's; its own run at its exit.
+            mp_mark_exit_handlers()
+            CrashReport.install(fd: resultFile, name: identity.name)
             let (outcome, code) = body()
             ChildRuntime.finish(outcome: outcome, resultFD: resultFile)
-            fflush(nil)
-            mp_exit_now(code)
+            mp_exit_running_own_handlers(code)
         }
         var child = direct(pid: pid)
         child.resultFD = resultFile
@@ -240,7 +261,7 @@ enum ForkServer {
     private static func startServer() throws -> Server {
         let pair = try Platform.makeMessageSocketPair()
         defer { Platform.close(pair[1]) }
-        let environment = ["\(MP_BOOT_ENV)=forkserver:0"] + currentEnvironment()
+        let environment = Launcher.bootEnvironment(mode: "forkserver", extras: 0)
         let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-forkserver"] : CommandLine.arguments
         let fds = [pair[1], -1, try Lifeline.readEnd()]
         var pid: pid_t = 0
@@ -310,4 +331,19 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePo
 /// The task the warm-up for forked children performs in the parent.
 private struct WarmUpTask: ProcessTask {
     func run() {}
+}
+
+/// What the parent knows of the program's entry point, from its executable's symbol table.
+enum ProgramEntry {
+    /// Whether the program starts in top-level code (a `main.swift`), whose
+    /// globals are initialized by running it: then its children run that code
+    /// too, up to where the program first starts a process. An `@main` type
+    /// (and the test runner) has lazily initialized globals and needs nothing.
+    /// Without a symbol table (a stripped executable) the children do not.
+    static let runsTopLevelCode: Bool = {
+        if let forced = getenv("SWIFT_MULTIPROCESSING_RUN_TOP_LEVEL_CODE") {
+            return String(cString: forced) != "0"
+        }
+        return mp_program_entry_kind() == 0
+    }()
 }

@@ -22,6 +22,9 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     /// Whether this process was started by this library.
     public var isChild: Bool { parentPID != 0 }
 
+    /// Whether this process prints an error its task throws (see ``AnyChildProcess/printsErrors``).
+    var printsErrors = true
+
     public var description: String { "\(name) (pid \(pid))" }
 
     private static let state = Mutex(
@@ -34,9 +37,12 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
         return identity
     }
 
-    static func becomeChild(name: String, daemon: Bool, parentPID: Int32, parentName: String) {
+    static func becomeChild(
+        name: String, daemon: Bool, parentPID: Int32, parentName: String, printsErrors: Bool = true
+    ) {
         state.withLock {
             $0 = ProcessIdentity(name: name, pid: 0, daemon: daemon, parentPID: parentPID, parentName: parentName)
+            $0.printsErrors = printsErrors
         }
     }
 }

@@ -20,6 +20,7 @@ final class Zygote: Sendable {
     static func fork(
         allowingOtherThreads: Bool, prepareChild: () -> Void
     ) throws -> Zygote {
+        ChildRuntime.takeOverIfPending()
         if !allowingOtherThreads {
             try refuseForkWithOtherThreads(
                 alternatives: "A ForkingPool forks this process: create it before starting threads, use a ProcessPool "

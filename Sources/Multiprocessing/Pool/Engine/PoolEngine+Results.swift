@@ -215,6 +215,7 @@ extension PoolEngine {
         error.workerIndex = slot.index
         error.itemIndex = chunk.firstItem.map { $0 + item }
         error.work = chunk.kind.label
+        error.crashReport = slot.process.crashReport
         return error
     }
 

@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+import Testing
+@testable import Multiprocessing
+
+extension ProcessSuites {
+    @Suite("What a child shows the world", .serialized, .timeLimit(.minutes(3)))
+    struct ChildRuntimeTests {
+        static let methods: [StartMethod] = [.spawn, .forkserver, .fork(allowingOtherThreads: true)]
+
+        @Test(
+            "a crash in a child is reported as its signal within a second, with a report naming the function",
+            arguments: CrashInFunction.Way.allCases)
+        func childCrashReport(way: CrashInFunction.Way) async throws {
+            let task = CrashInFunction(way: way)
+            for method in Self.methods {
+                let child = try ChildProcess(task, startMethod: method)
+                let started = ContinuousClock.now
+                try child.start()
+                try await child.join()
+                let elapsed = ContinuousClock.now - started
+                #expect(child.terminationStatus == .signaled(task.signal), "\(method)")
+                #expect(elapsed < .seconds(1), "\(method): \(elapsed)")
+                let error = #expect(throws: MultiprocessingError.self) { try child.value }
+                #expect(error?.code == .processDied, "\(method)")
+                let report = try #require(error?.crashReport, "\(method)")
+                #expect(report == child.crashReport)
+                #expect(report.contains(task.function), "\(method): \(report)")
+                #expect(report.hasPrefix(task.signal.name), "\(method): \(report)")
+            }
+        }
+
+        @Test(
+            "a crash in a pool worker fails the task with .workerDied, its signal and a report naming the function",
+            arguments: CrashInFunction.Way.allCases)
+        func workerCrashReport(way: CrashInFunction.Way) async throws {
+            let task = CrashInFunction(way: way)
+            for method in [StartMethod.spawn, .forkserver] {
+                try await withProcessPool(workers: 1, options: PoolOptions(startMethod: method)) { pool in
+                    let started = ContinuousClock.now
+                    let error = await #expect(throws: MultiprocessingError.self) { try await pool.apply(task) }
+                    #expect(ContinuousClock.now - started < .seconds(1), "\(method)")
+                    #expect(error?.code == .workerDied, "\(method)")
+                    #expect(error?.terminationStatus == .signaled(task.signal), "\(method)")
+                    let report = try #require(error?.crashReport, "\(method)")
+                    #expect(report.contains(task.function), "\(method): \(report)")
+                    // The replacement worker runs the next task.
+                    #expect(try await pool.apply(Square(number: 3)) == 9)
+                }
+            }
+        }
+
+        @Test("a child killed by a signal it did not raise itself has no crash report")
+        func noReportForKill() async throws {
+            let child = try ChildProcess(Sleep(milliseconds: 60_000), startMethod: .spawn)
+            try child.start()
+            try child.kill()
+            try await child.join()
+            #expect(child.terminationStatus == .signaled(.kill))
+            #expect(child.crashReport == nil)
+        }
+    }
+}
+
+extension ProcessSuites.ChildRuntimeTests {
+    @Test("children of a main.swift program see its top-level constants, and its output before them once")
+    func mainGlobals() throws {
+        let run = try runTestProgram(["main-globals"])
+        #expect(run.status == 0, "\(run.output)")
+        let expected = "20000 hello from main.swift 2"
+        for line in ["child spawn", "pool spawn", "child forkserver", "pool forkserver"] {
+            #expect(run.output.contains("\(line): \(expected)"), "\(run.output)")
+        }
+        #expect(run.output.components(separatedBy: "before the first process").count == 2, "\(run.output)")
+    }
+}
+
+extension ProcessSuites.ChildRuntimeTests {
+    @Test("a child runs its own exit handlers and flushes its output, not inherited handlers; it prints its error")
+    func exitHandlersAndErrors() throws {
+        let run = try runTestProgram(["child-exit"])
+        #expect(run.status == 0, "\(run.output)")
+        for method in ["spawn", "forkserver", "fork (other threads allowed)"] {
+            #expect(run.output.contains("unflushed output of exiting-\(method); "), "\(run.output)")
+            #expect(run.output.contains("child exit handler ran in exiting-\(method)"), "\(run.output)")
+        }
+        let parentHandlers = run.output.components(separatedBy: "parent exit handler ran in ")
+        #expect(parentHandlers.count == 2, "\(run.output)")
+        #expect(run.output.contains("parent exit handler ran in MainProcess"), "\(run.output)")
+        #expect(run.output.contains("Process 'loud' (pid "), "\(run.output)")
+        #expect(run.output.contains("failed: MultiprocessingTestPrograms.FailsLoudly.Refusal: the input was refused"))
+        #expect(!run.output.contains("Process 'quiet'"), "\(run.output)")
+    }
+}
