@@ -94,3 +94,50 @@ extension ProcessSuites.ChildRuntimeTests {
         #expect(!run.output.contains("Process 'quiet'"), "\(run.output)")
     }
 }
+
+/// What /proc says a process is called: its `comm` and the first field of its command line.
+func processNames(_ pid: Int32) -> (comm: String, title: String)? {
+    guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+        let line = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+    else { return nil }
+    let title = String(decoding: line.prefix { $0 != 0 }, as: UTF8.self)
+    return (comm.trimmingCharacters(in: .newlines), title)
+}
+
+extension ProcessSuites.ChildRuntimeTests {
+    static let program = CommandLine.arguments[0].split(separator: "/").last.map(String.init) ?? ""
+
+    @Test("a child is named after its task or its name in comm and cmdline", arguments: methods)
+    func childNames(method: StartMethod) async throws {
+        for (name, shown) in [(String?.none, "child Sleep"), ("worker-a", "child worker-a")] {
+            let child = try ChildProcess(Sleep(milliseconds: 60_000), name: name, startMethod: method)
+            try child.start()
+            let pid = try #require(child.pid)
+            let named = eventually(within: .seconds(10)) {
+                processNames(pid).map { $0 == (shown, "\(Self.program): \(shown)") } ?? false
+            }
+            #expect(named, "\(method): \(String(describing: processNames(pid)))")
+            try child.kill()
+            try await child.join()
+        }
+    }
+
+    @Test("pool workers and the fork server are named in comm and cmdline")
+    func poolAndServerNames() async throws {
+        for method in [StartMethod.spawn, .forkserver] {
+            try await withProcessPool(workers: 2, options: PoolOptions(startMethod: method)) { pool in
+                var seen: Set<String> = []
+                for _ in 0..<20 where seen.count < 2 {
+                    let pid = try await pool.apply(ReportPID())
+                    let names = try #require(processNames(pid))
+                    #expect(names.comm.hasPrefix("pool worker "), "\(method): \(names)")
+                    #expect(names.title == "\(Self.program): \(names.comm)", "\(method): \(names)")
+                    seen.insert(names.comm)
+                }
+                #expect(seen.isSubset(of: ["pool worker 0", "pool worker 1"]), "\(seen)")
+            }
+        }
+        let servers = childPIDs().compactMap(processNames).filter { $0.comm == "fork server" }
+        #expect(servers.contains { $0.title == "\(Self.program): fork server" }, "\(childPIDs().map(processNames))")
+    }
+}

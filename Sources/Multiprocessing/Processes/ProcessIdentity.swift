@@ -47,6 +47,20 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The names a child of this library shows the world: `myapp: pool worker 0`,
+/// `myapp: child Square`, `myapp: fork server` in `ps` and
+/// /proc/<pid>/cmdline, and the part after the colon (cut to 15 bytes) in
+/// `top` and /proc/<pid>/comm.
+enum ProcessTitle {
+    /// Names this process `program: role`.
+    static func set(_ role: String) {
+        // Swift's copy of the arguments is made before they are overwritten.
+        _ = CommandLine.arguments
+        let program = String(cString: mp_program_name())
+        mp_set_process_title("\(program): \(role)", role)
+    }
+}
+
 /// The current process (Python's `multiprocessing.current_process()`).
 public var currentProcess: ProcessIdentity { ProcessIdentity.current }
 

@@ -73,3 +73,9 @@ struct ThrowsForStderr: ProcessTask {
     }
     func run() throws { throw Refusal() }
 }
+
+/// Returns the pid of the process that runs it.
+struct ReportPID: ProcessTask {
+    func run() -> Int32 { getpid() }
+}
+
