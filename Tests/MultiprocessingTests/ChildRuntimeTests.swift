@@ -141,3 +141,33 @@ extension ProcessSuites.ChildRuntimeTests {
         #expect(servers.contains { $0.title == "\(Self.program): fork server" }, "\(childPIDs().map(processNames))")
     }
 }
+
+extension ProcessSuites.ChildRuntimeTests {
+    @Test("a child knows which start method started it; the program itself has none")
+    func currentStartMethod() async throws {
+        #expect(StartMethod.current == nil)
+        #expect(StartMethod.available == [.spawn, .forkserver, .fork])
+        for (method, expected) in [
+            (StartMethod.spawn, "spawn"), (.forkserver, "forkserver"), (.fork(allowingOtherThreads: true), "fork"),
+        ] {
+            #expect(try await ChildProcess.run(ReportStartMethod(), startMethod: method) == expected)
+        }
+    }
+
+    @Test("the default start method can be set once for the program, and not to fork")
+    func settableDefault() throws {
+        let run = try runTestProgram(["start-method-default"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("second set refused: the default start method was already set, to spawn"))
+        #expect(run.output.contains("default spawn; child started by spawn"), "\(run.output)")
+        #expect(throws: MultiprocessingError.self) { try StartMethod.setDefault(.fork) }
+        #expect(StartMethod.default == .forkserver)
+    }
+
+    @Test("a child sees its parent alive, with its pid and name, and a wait for its end times out", arguments: methods)
+    func parentFromChild(method: StartMethod) async throws {
+        let seen = try await ChildProcess.run(InspectParent(), startMethod: method)
+        #expect(seen == ["\(getpid())", "MainProcess", "true", "false"], "\(method)")
+        #expect(parentProcess == nil)
+    }
+}

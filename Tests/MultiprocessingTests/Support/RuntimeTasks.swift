@@ -79,3 +79,15 @@ struct ReportPID: ProcessTask {
     func run() -> Int32 { getpid() }
 }
 
+/// Says which start method started the process that runs it.
+struct ReportStartMethod: ProcessTask {
+    func run() -> String { StartMethod.current?.description ?? "none" }
+}
+
+/// What a child sees of its parent: its pid, whether it runs, and a short wait for its end.
+struct InspectParent: ProcessTask {
+    func run() -> [String] {
+        guard let parent = parentProcess else { return ["no parent"] }
+        return ["\(parent.pid)", parent.name, "\(parent.isAlive)", "\(parent.join(timeout: .milliseconds(100)))"]
+    }
+}
