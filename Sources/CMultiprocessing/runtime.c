@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
 
+#if defined(__linux__)
 #include <elf.h>
+#endif
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
@@ -165,6 +167,10 @@ static int ends_with(const char *text, const char *suffix) {
 }
 
 static void load_image(void) {
+#if !defined(__linux__)
+    // Mach-O: no symbol table is read; frames keep the C library's names.
+    return;
+#else
     int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
     struct stat info;
@@ -200,6 +206,7 @@ static void load_image(void) {
         qsort(image.functions, image.count, sizeof(struct symbol), by_address);
         return;
     }
+#endif
 }
 
 int mp_program_entry_kind(void) {
@@ -225,7 +232,9 @@ const char *mp_function_at_offset(uint64_t offset, uint64_t *start) {
 
 // MARK: The process's title
 
+#if defined(__linux__)
 #include <sys/prctl.h>
+#endif
 
 static char *title_area;
 static size_t title_capacity;
