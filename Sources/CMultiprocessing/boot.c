@@ -122,7 +122,8 @@ int mp_boot_take_over_if_pending(void) {
 }
 
 __attribute__((constructor(101))) static void mp_boot(int argc, char **argv, char **envp) {
-    const char *value = getenv(MP_BOOT_ENV);
+    mp_record_arguments(argc, argv);
+    char *value = getenv(MP_BOOT_ENV);
     if (!value) return;
     char mode[32] = {0};
     char flags[8] = {0};
@@ -132,7 +133,12 @@ __attribute__((constructor(101))) static void mp_boot(int argc, char **argv, cha
     int kind = strcmp(mode, "forkserver") == 0 ? 2 : 1;
     boot_argv = argv;
     crash_reports = strchr(flags, 'c') != NULL;
+    // The marker (padded by the parent) follows the arguments: once removed
+    // it is room for the process's title.
+    char *marker = value - strlen(MP_BOOT_ENV "=");
+    size_t marker_length = strlen(marker);
     unsetenv(MP_BOOT_ENV);
+    mp_extend_title_area(marker, marker_length);
     mp_set_boot_extra_count(extras);
     if (strchr(flags, 'm')) {
         pending_mode = kind;
@@ -213,6 +219,9 @@ static void place_worker_fds(const int *fds, int nfds, int lifeline) {
 }
 
 void mp_forkserver_serve(int control, int lifeline) {
+    char title[128];
+    snprintf(title, sizeof(title), "%s: fork server", mp_program_name());
+    mp_set_process_title(title, "fork server");
     if (mp_pipe_cloexec(sigchld_pipe) != 0) _exit(71);
     fcntl(sigchld_pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(sigchld_pipe[1], F_SETFL, O_NONBLOCK);

@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
 
+#if defined(__linux__)
 #include <elf.h>
+#endif
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
@@ -165,6 +167,10 @@ static int ends_with(const char *text, const char *suffix) {
 }
 
 static void load_image(void) {
+#if !defined(__linux__)
+    // Mach-O: no symbol table is read; frames keep the C library's names.
+    return;
+#else
     int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
     struct stat info;
@@ -200,6 +206,7 @@ static void load_image(void) {
         qsort(image.functions, image.count, sizeof(struct symbol), by_address);
         return;
     }
+#endif
 }
 
 int mp_program_entry_kind(void) {
@@ -221,4 +228,47 @@ const char *mp_function_at_offset(uint64_t offset, uint64_t *start) {
     if (found->size && offset >= found->address + found->size) return NULL;
     *start = found->address;
     return found->name;
+}
+
+// MARK: The process's title
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+static char *title_area;
+static size_t title_capacity;
+static char program_name[64];
+
+void mp_record_arguments(int argc, char **argv) {
+    if (argc <= 0 || !argv || !argv[0]) return;
+    const char *slash = strrchr(argv[0], '/');
+    snprintf(program_name, sizeof(program_name), "%s", slash ? slash + 1 : argv[0]);
+    // The strings of argv, when they lie end to end as the kernel put them.
+    char *end = argv[0];
+    for (int i = 0; i < argc; i++) {
+        if (argv[i] != end) break;
+        end = argv[i] + strlen(argv[i]) + 1;
+    }
+    title_area = argv[0];
+    title_capacity = (size_t)(end - argv[0]);
+}
+
+void mp_extend_title_area(char *string, size_t length) {
+    if (title_area && string == title_area + title_capacity) title_capacity += length + 1;
+}
+
+const char *mp_program_name(void) { return program_name; }
+
+void mp_set_process_title(const char *title, const char *short_name) {
+#if defined(__linux__)
+    char comm[16];
+    snprintf(comm, sizeof(comm), "%s", short_name);
+    (void)prctl(PR_SET_NAME, comm, 0, 0, 0);
+#endif
+    if (!title_area || title_capacity < 2) return;
+    size_t length = strlen(title);
+    if (length > title_capacity - 1) length = title_capacity - 1;
+    memcpy(title_area, title, length);
+    memset(title_area + length, 0, title_capacity - length);
 }

@@ -94,3 +94,80 @@ extension ProcessSuites.ChildRuntimeTests {
         #expect(!run.output.contains("Process 'quiet'"), "\(run.output)")
     }
 }
+
+/// What /proc says a process is called: its `comm` and the first field of its command line.
+func processNames(_ pid: Int32) -> (comm: String, title: String)? {
+    guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+        let line = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+    else { return nil }
+    let title = String(decoding: line.prefix { $0 != 0 }, as: UTF8.self)
+    return (comm.trimmingCharacters(in: .newlines), title)
+}
+
+extension ProcessSuites.ChildRuntimeTests {
+    static let program = CommandLine.arguments[0].split(separator: "/").last.map(String.init) ?? ""
+
+    @Test("a child is named after its task or its name in comm and cmdline", arguments: methods)
+    func childNames(method: StartMethod) async throws {
+        for (name, shown) in [(String?.none, "child Sleep"), ("worker-a", "child worker-a")] {
+            let child = try ChildProcess(Sleep(milliseconds: 60_000), name: name, startMethod: method)
+            try child.start()
+            let pid = try #require(child.pid)
+            let named = eventually(within: .seconds(10)) {
+                processNames(pid).map { $0 == (shown, "\(Self.program): \(shown)") } ?? false
+            }
+            #expect(named, "\(method): \(String(describing: processNames(pid)))")
+            try child.kill()
+            try await child.join()
+        }
+    }
+
+    @Test("pool workers and the fork server are named in comm and cmdline")
+    func poolAndServerNames() async throws {
+        for method in [StartMethod.spawn, .forkserver] {
+            try await withProcessPool(workers: 2, options: PoolOptions(startMethod: method)) { pool in
+                var seen: Set<String> = []
+                for _ in 0..<20 where seen.count < 2 {
+                    let pid = try await pool.apply(ReportPID())
+                    let names = try #require(processNames(pid))
+                    #expect(names.comm.hasPrefix("pool worker "), "\(method): \(names)")
+                    #expect(names.title == "\(Self.program): \(names.comm)", "\(method): \(names)")
+                    seen.insert(names.comm)
+                }
+                #expect(seen.isSubset(of: ["pool worker 0", "pool worker 1"]), "\(seen)")
+            }
+        }
+        let servers = childPIDs().compactMap(processNames).filter { $0.comm == "fork server" }
+        #expect(servers.contains { $0.title == "\(Self.program): fork server" }, "\(childPIDs().map(processNames))")
+    }
+}
+
+extension ProcessSuites.ChildRuntimeTests {
+    @Test("a child knows which start method started it; the program itself has none")
+    func currentStartMethod() async throws {
+        #expect(StartMethod.current == nil)
+        #expect(StartMethod.available == [.spawn, .forkserver, .fork])
+        for (method, expected) in [
+            (StartMethod.spawn, "spawn"), (.forkserver, "forkserver"), (.fork(allowingOtherThreads: true), "fork"),
+        ] {
+            #expect(try await ChildProcess.run(ReportStartMethod(), startMethod: method) == expected)
+        }
+    }
+
+    @Test("the default start method can be set once for the program, and not to fork")
+    func settableDefault() throws {
+        let run = try runTestProgram(["start-method-default"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("second set refused: the default start method was already set, to spawn"))
+        #expect(run.output.contains("default spawn; child started by spawn"), "\(run.output)")
+        #expect(throws: MultiprocessingError.self) { try StartMethod.setDefault(.fork) }
+        #expect(StartMethod.default == .forkserver)
+    }
+
+    @Test("a child sees its parent alive, with its pid and name, and a wait for its end times out", arguments: methods)
+    func parentFromChild(method: StartMethod) async throws {
+        let seen = try await ChildProcess.run(InspectParent(), startMethod: method)
+        #expect(seen == ["\(getpid())", "MainProcess", "true", "false"], "\(method)")
+        #expect(parentProcess == nil)
+    }
+}

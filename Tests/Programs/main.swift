@@ -47,6 +47,11 @@ struct RegistersExitHandler: ProcessTask {
     }
 }
 
+/// Says which start method started the process that runs it.
+struct ReportStartedBy: ProcessTask {
+    func run() -> String { StartMethod.current?.description ?? "none" }
+}
+
 /// Throws, for the error a child prints.
 struct FailsLoudly: ProcessTask {
     struct Refusal: Error, CustomStringConvertible {
@@ -96,6 +101,18 @@ case "child-exit":
     try quiet.start()
     _ = try quiet.join()
     print("children done")
+case "start-method-default":
+    try StartMethod.setDefault(.spawn)
+    do {
+        try StartMethod.setDefault(.forkserver)
+        print("set twice")
+    } catch {
+        print("second set refused: \(error)")
+    }
+    let child = try ChildProcess(ReportStartedBy())
+    try child.start()
+    _ = try child.join()
+    print("default \(StartMethod.default); child started by \(try child.value)")
 case "main-globals":
     // Printed once: a child's output before the takeover is silenced.
     print("before the first process")

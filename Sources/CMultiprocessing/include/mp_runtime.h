@@ -2,6 +2,7 @@
 #ifndef MP_RUNTIME_H
 #define MP_RUNTIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -35,6 +36,19 @@ int mp_program_entry_kind(void);
 /// The function of the executable that contains `offset` (from the image's
 /// load address), and its start, or NULL.
 const char *mp_function_at_offset(uint64_t offset, uint64_t *start);
+
+/// Remembers where the kernel put the program's arguments (called by the
+/// start-up hook in every process), which a title may overwrite.
+void mp_record_arguments(int argc, char **argv);
+/// Lets the title also use `string`, a removed environment entry that lies
+/// right after the arguments.
+void mp_extend_title_area(char *string, size_t length);
+/// The program's name: the last component of its first argument.
+const char *mp_program_name(void);
+/// Names the process: `short_name` (15 bytes at most) for the kernel's
+/// `comm` (PR_SET_NAME, what `top` shows), and `title` over the program's
+/// arguments (what `ps` and /proc/<pid>/cmdline show), cut to their room.
+void mp_set_process_title(const char *title, const char *short_name);
 
 #ifdef __cplusplus
 }

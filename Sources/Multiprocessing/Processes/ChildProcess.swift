@@ -432,12 +432,13 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
         _ task: T, name: String? = nil, startMethod: StartMethod = .default, daemon: Bool = false
     ) throws where T.Output == Output {
         decode = { try T._decodeOutput($0) }
+        let title = name ?? String(describing: T.self)
         let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
         if startMethod.kind == .fork {
             launch = { identity in
                 // Look the output type up here, once, rather than in every forked child.
                 Launcher.resolveOutputForForkedChildren(of: T.self)
-                return try Launcher.launchForked(method: startMethod, identity: identity) {
+                return try Launcher.launchForked(method: startMethod, identity: identity, title: title) {
                     runSynchronously { await ChildRuntime.perform(task) }
                 }
             }
@@ -451,7 +452,7 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
                 let job = Job(
                     taskType: typeName, payload: payload, name: identity.name, daemon: identity.daemon,
                     parentPID: identity.parentPID, parentName: identity.parentName,
-                    printsErrors: identity.printsErrors)
+                    printsErrors: identity.printsErrors, title: title)
                 return try Launcher.launch(job, extraFDs: transfer.descriptors, method: startMethod)
             }
         }

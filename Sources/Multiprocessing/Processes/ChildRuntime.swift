@@ -27,6 +27,7 @@ enum ChildRuntime {
             name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName,
             printsErrors: job.printsErrors)
         CrashReport.install(fd: resultFD, name: job.name)
+        ProcessTitle.set("child \(job.title)")
         let transfer = DescriptorTransfer(descriptors: (0..<extras).map { MP_FD_FIRST_EXTRA + Int32($0) })
         let (outcome, code) = run(job, transfer: transfer)
         finish(outcome: outcome, resultFD: resultFD)

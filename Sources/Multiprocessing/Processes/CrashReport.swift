@@ -52,7 +52,11 @@ enum CrashReport {
             return line
         }
         let path = String(line[..<open])
-        let file = path.split(separator: "/").last.map(String.init) ?? path
+        // The C library names the executable by its first argument, which is
+        // the child's title ("myapp: child Square") by then.
+        let program = String(cString: mp_program_name())
+        let retitled = path.hasPrefix(program + ": ")
+        let file = retitled ? program : path.split(separator: "/").last.map(String.init) ?? path
         let inside = line[line.index(after: open)..<close]
         guard let plus = inside.lastIndex(of: "+"),
             let offset = UInt64(inside[inside.index(after: plus)...].dropFirst(2), radix: 16)
@@ -63,7 +67,7 @@ enum CrashReport {
         // A return address: the call is the byte before it (the last
         // instruction of a function that never returns, such as one that
         // calls fatalError, is followed by the next function).
-        if isOwnExecutable(path), offset > 0, let name = mp_function_at_offset(offset - 1, &start) {
+        if retitled || isOwnExecutable(path), offset > 0, let name = mp_function_at_offset(offset - 1, &start) {
             return "\(demangled(String(cString: name))) + \(offset - start) (\(file))"
         }
         return line

@@ -34,6 +34,8 @@ struct Job: Codable {
     var parentName: String
     /// Whether the child prints the error its task throws.
     var printsErrors: Bool
+    /// What the child's title says it runs: its name, or its task's type.
+    var title: String
 }
 
 /// The pipe whose end-of-file tells every child that this process is gone.
@@ -140,12 +142,14 @@ enum Launcher {
             flags += "c"
             environment.append("SWIFT_BACKTRACE=enable=no")
         }
-        return ["\(MP_BOOT_ENV)=\(mode):\(extras)\(flags.isEmpty ? "" : ":" + flags)"] + environment
+        // Padded: once the child has removed it, it is room for the child's title.
+        let padding = ":" + String(repeating: "_", count: 80)
+        return ["\(MP_BOOT_ENV)=\(mode):\(extras):\(flags)\(padding)"] + environment
     }
 
     /// Forks this process; the child runs `body` and exits with the code it returns.
     static func launchForked(
-        method: StartMethod, identity: ProcessIdentity, body: @escaping () -> (Outcome, Int32)
+        method: StartMethod, identity: ProcessIdentity, title: String? = nil, body: @escaping () -> (Outcome, Int32)
     ) throws -> LaunchedChild {
         ChildRuntime.takeOverIfPending()
         if !method.allowsOtherThreads {
@@ -168,6 +172,7 @@ enum Launcher {
             // The parent's exit handlers are not the child's; its own run at its exit.
             mp_mark_exit_handlers()
             CrashReport.install(fd: resultFile, name: identity.name)
+            ProcessTitle.set("child \(title ?? identity.name)")
             let (outcome, code) = body()
             ChildRuntime.finish(outcome: outcome, resultFD: resultFile)
             mp_exit_running_own_handlers(code)

@@ -47,14 +47,81 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The names a child of this library shows the world: `myapp: pool worker 0`,
+/// `myapp: child Square`, `myapp: fork server` in `ps` and
+/// /proc/<pid>/cmdline, and the part after the colon (cut to 15 bytes) in
+/// `top` and /proc/<pid>/comm.
+enum ProcessTitle {
+    /// Names this process `program: role`.
+    static func set(_ role: String) {
+        // Swift's copy of the arguments is made before they are overwritten.
+        _ = CommandLine.arguments
+        let program = String(cString: mp_program_name())
+        mp_set_process_title("\(program): \(role)", role)
+    }
+}
+
 /// The current process (Python's `multiprocessing.current_process()`).
 public var currentProcess: ProcessIdentity { ProcessIdentity.current }
 
 /// The process that started this one, or `nil` in a program not started by
 /// this library (Python's `multiprocessing.parent_process()`).
-public var parentProcess: (name: String, pid: Int32)? {
+public var parentProcess: ParentProcess? {
     let identity = ProcessIdentity.current
-    return identity.isChild ? (identity.parentName, identity.parentPID) : nil
+    return identity.isChild ? ParentProcess(name: identity.parentName, pid: identity.parentPID) : nil
+}
+
+/// The process that started this one, as its child sees it (Python's
+/// `parent_process()`): its name and pid, whether it still runs, and a wait
+/// for its end.
+///
+/// - Important: A child of this library is killed when its parent dies, so
+///   ``join(timeout:)`` returns `true` only in the moment before that.
+public struct ParentProcess: Hashable, Sendable, CustomStringConvertible {
+    /// The parent's name (`MainProcess` for the program itself).
+    public var name: String
+    /// The parent's process id.
+    public var pid: Int32
+
+    public var description: String { "\(name) (pid \(pid))" }
+
+    /// Whether the parent still runs.
+    ///
+    /// The corresponding C functions are `pidfd_open` and `poll`.
+    public var isAlive: Bool { !Self.hasEnded(pid, timeoutMilliseconds: 0) }
+
+    /// Waits until the parent has ended, or `timeout` has passed.
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits for as long as it takes.
+    /// - Returns: Whether the parent has ended.
+    @available(*, noasync, message: "Blocks the calling thread")
+    public func join(timeout: Duration? = nil) -> Bool {
+        let milliseconds = timeout.map { timeout in
+            let (seconds, attoseconds) = timeout.components
+            return Int32(clamping: max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        }
+        return Self.hasEnded(pid, timeoutMilliseconds: milliseconds ?? -1)
+    }
+
+    private static func hasEnded(_ pid: Int32, timeoutMilliseconds: Int32) -> Bool {
+        let pidfd = mp_pidfd_open(pid)
+        guard pidfd >= 0 else {
+            // No pidfd: the process is gone once it cannot be signalled.
+            let deadline = ContinuousClock.now + .milliseconds(Int(max(0, timeoutMilliseconds)))
+            while true {
+                if kill(pid, 0) != 0 && errno == ESRCH { return true }
+                if timeoutMilliseconds >= 0 && ContinuousClock.now >= deadline { return false }
+                usleep(10_000)
+            }
+        }
+        defer { Platform.close(pidfd) }
+        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&entry, 1, timeoutMilliseconds)
+            if ready >= 0 { return ready > 0 }
+            if errno != EINTR { return false }
+        }
+    }
 }
 
 /// The children started by this process that are still running (Python's

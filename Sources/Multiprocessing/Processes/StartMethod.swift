@@ -1,3 +1,6 @@
+import CMultiprocessing
+import Synchronization
+
 /// How a child process is started (Python's start methods).
 ///
 /// | method | cost per start (this project's benchmark) | runs | safe in any program |
@@ -49,8 +52,50 @@ public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
         StartMethod(kind: .fork, allowsOtherThreads: allowingOtherThreads)
     }
 
-    /// The fastest start method that is safe in any program: ``forkserver``.
-    public static var `default`: StartMethod { .forkserver }
+    /// The start method of children and pools that do not name one: the one
+    /// given to ``setDefault(_:)``, otherwise ``forkserver``, the fastest
+    /// method that is safe in any program (Python's `get_start_method()`).
+    public static var `default`: StartMethod { chosenDefault.withLock { $0 } ?? .forkserver }
+
+    private static let chosenDefault = Mutex<StartMethod?>(nil)
+
+    /// Sets the program-wide ``default``, once (Python's `set_start_method`).
+    ///
+    /// - Parameter method: ``spawn`` or ``forkserver``.
+    /// - Throws: `.invalidArgument` when the default was already set, or for
+    ///   ``fork``, which runs closures and is refused in a threaded process:
+    ///   name it where it is meant instead.
+    public static func setDefault(_ method: StartMethod) throws {
+        guard method.kind == .spawn || method.kind == .forkserver else {
+            throw MultiprocessingError(
+                .invalidArgument,
+                "the default start method can be spawn or forkserver, not \(method): "
+                    + "pass startMethod: .fork to the children that should be forked")
+        }
+        try chosenDefault.withLock { chosen in
+            if let chosen {
+                throw MultiprocessingError(
+                    .invalidArgument, "the default start method was already set, to \(chosen); it can be set once")
+            }
+            chosen = method
+        }
+    }
+
+    /// The start methods this platform has (Python's `get_all_start_methods()`).
+    public static var available: [StartMethod] { [.spawn, .forkserver, .fork] }
+
+    /// How the library started the current process, or `nil` if it did not
+    /// (the program itself). A worker forked from a ``ForkingPool``'s zygote
+    /// reports ``forkserver``; a child of ``fork(allowingOtherThreads:)``
+    /// reports ``fork``.
+    public static var current: StartMethod? {
+        switch mp_boot_mode() {
+        case 1: .spawn
+        case 2: .forkserver
+        case 3: .fork
+        default: nil
+        }
+    }
 
     public var description: String {
         switch kind {

@@ -73,3 +73,21 @@ struct ThrowsForStderr: ProcessTask {
     }
     func run() throws { throw Refusal() }
 }
+
+/// Returns the pid of the process that runs it.
+struct ReportPID: ProcessTask {
+    func run() -> Int32 { getpid() }
+}
+
+/// Says which start method started the process that runs it.
+struct ReportStartMethod: ProcessTask {
+    func run() -> String { StartMethod.current?.description ?? "none" }
+}
+
+/// What a child sees of its parent: its pid, whether it runs, and a short wait for its end.
+struct InspectParent: ProcessTask {
+    func run() -> [String] {
+        guard let parent = parentProcess else { return ["no parent"] }
+        return ["\(parent.pid)", parent.name, "\(parent.isAlive)", "\(parent.join(timeout: .milliseconds(100)))"]
+    }
+}

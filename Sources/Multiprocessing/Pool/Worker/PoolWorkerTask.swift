@@ -31,6 +31,7 @@ struct PoolWorkerTask: ProcessTask {
         // Chunks allocate and free the same large arrays over and over.
         mp_keep_freed_memory_for_reuse()
         PoolWorker.currentIndex = index
+        ProcessTitle.set("pool worker \(index)")
         let failure = await initialize()
         try PoolMessage.readyFrame(failure: failure).withUnsafeBytes { try results.sendRaw($0) }
         if failure != nil { return }
