@@ -153,3 +153,17 @@ struct ListenAndAcceptOnce: ProcessTask {
         }
     }
 }
+
+/// Creates a named segment, says so, and waits to be killed.
+struct CreateNamedSegmentAndWait: ProcessTask {
+    var name: String
+    var persistent: Bool
+    var ready: Connection
+    func run() throws {
+        let memory = try SharedMemory.create(named: name, size: 4096, persistent: persistent)
+        memory.bytes.storeBytes(of: 7, as: UInt8.self)
+        try ready.send("created")
+        _ = try? ready.receiveBytes()
+        withExtendedLifetime(memory) {}
+    }
+}
