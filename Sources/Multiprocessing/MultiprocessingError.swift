@@ -71,6 +71,10 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         /// A value is larger than a queue's maximum message size: refused at a
         /// put, or discarded at a get.
         public static let messageTooLarge = Code("messageTooLarge")
+        /// The other end of a ``Listener``'s connection did not prove it
+        /// holds the same authentication key, or refused this end's proof
+        /// (Python's `multiprocessing.AuthenticationError`).
+        public static let authenticationFailed = Code("authenticationFailed")
     }
 
     /// The kind of failure.

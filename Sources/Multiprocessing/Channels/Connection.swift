@@ -63,16 +63,23 @@ public final class Connection: @unchecked Sendable {
         Platform.ignoreBrokenPipeSignal()
     }
 
-    /// Whether this end is a socket, which can carry file descriptors
+    /// Whether this end is a Unix socket, which can carry file descriptors
     /// (``sendDescriptor(_:)``) and objects that own them (a ``Connection``
     /// inside a value): ends made by ``socketPair(maximumMessageSize:)``,
     /// ``Listener`` and ``Connection/connect(to:authenticationKey:maximumMessageSize:)``.
     /// Ends made by ``pipe(duplex:maximumMessageSize:)`` are pipes and cannot.
     public let carriesDescriptors: Bool
 
+    /// Whether `fd` is a Unix socket (a TCP socket cannot carry descriptors).
     private static func isSocket(_ fd: Int32) -> Bool {
         var info = stat()
-        return fd >= 0 && fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+        guard fd >= 0, fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        var address = sockaddr_storage()
+        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) }
+        }
+        return result == 0 && Int32(address.ss_family) == AF_UNIX
     }
 
     /// Sets ``maximumMessageSize``, higher or lower, for this end only.

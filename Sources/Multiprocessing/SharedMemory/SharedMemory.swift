@@ -36,6 +36,8 @@ public final class SharedMemory: @unchecked Sendable {
     public let name: String?
     /// Whether this object removes the name when it is released.
     private let ownsName: Atomic<Bool>
+    /// Whether this object created its name (and so owned it at first).
+    private let createdHere: Bool
     /// For a pooled segment: its attachment count, in the page after the
     /// caller's bytes (see ``SharedMemoryPool``).
     let header: UnsafeMutableRawPointer?
@@ -65,6 +67,7 @@ public final class SharedMemory: @unchecked Sendable {
         self.size = size
         name = nil
         ownsName = Atomic(false)
+        createdHere = false
         header = nil
         pool = nil
         mappedSize = size
@@ -90,6 +93,7 @@ public final class SharedMemory: @unchecked Sendable {
         self.size = size
         self.name = name
         self.ownsName = Atomic(ownsName)
+        createdHere = ownsName
         self.mappedSize = mappedSize
         populatesOnAttach = populate
         pool = nil
@@ -139,6 +143,7 @@ public final class SharedMemory: @unchecked Sendable {
         self.pool = pool
         name = nil
         ownsName = Atomic(false)
+        createdHere = false
         populatesOnAttach = true
     }
 
@@ -178,28 +183,43 @@ public final class SharedMemory: @unchecked Sendable {
     /// Creates a named segment that other processes can open by its name
     /// (Python's `SharedMemory(name, create=True)`).
     ///
-    /// Prefer anonymous segments (``init(size:)``): a name outlives a process
-    /// that crashes before removing it. This object owns the name and
-    /// removes it when it is released, or at ``unlink()``; mappings that
-    /// processes already hold stay valid.
+    /// Prefer anonymous segments (``init(size:)``). This object owns the
+    /// name and removes it when it is released, or at ``unlink()``; mappings
+    /// that processes already hold stay valid. If the creating process dies
+    /// without removing it (even by SIGKILL), the next create or open of a
+    /// named segment in any process that uses this library removes it, as
+    /// Python's resource tracker does, unless it was made `persistent`.
     ///
     /// - Parameters:
-    ///   - name: The name, without slashes (it lives in `/dev/shm`).
+    ///   - name: The name: 1 to 238 bytes (249 for a persistent one), without
+    ///     `/` or NUL, and not `.` or `..` (it lives in `/dev/shm`).
     ///   - size: The size in bytes, at least 1.
+    ///   - persistent: When `true`, the name stays after its creator's death
+    ///     until someone unlinks it (a companion name records the creator
+    ///     otherwise, `swift-mp-creator.<name>`).
     /// - Throws: `.invalidArgument` for a bad name or size; `.systemCall`
     ///   (EEXIST) when the name is taken.
     ///
     /// The corresponding C function is `shm_open` with `O_CREAT | O_EXCL`.
-    public static func create(named name: String, size: Int) throws -> SharedMemory {
+    public static func create(named name: String, size: Int, persistent: Bool = false) throws -> SharedMemory {
         let path = try checkedPath(name)
+        if !persistent && name.utf8.count > SegmentCreators.longestName {
+            throw MultiprocessingError(
+                .invalidArgument,
+                "a shared memory name that is not persistent has at most \(SegmentCreators.longestName) bytes, "
+                    + "not \(name.utf8.count) (the record of its creator needs the rest); shorten it or pass persistent: true")
+        }
         try check(size: size)
+        SegmentCreators.sweep()
         let fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
         do {
+            if !persistent { try SegmentCreators.record(name) }
             try Platform.retrying("ftruncate") { ftruncate(fd, off_t(size)) }
             return try SharedMemory(adopting: fd, size: size, name: name, ownsName: true)
         } catch {
             shm_unlink(path)
+            if !persistent { SegmentCreators.forget(name) }
             Platform.close(fd)
             throw error
         }
@@ -210,6 +230,7 @@ public final class SharedMemory: @unchecked Sendable {
     /// - Throws: `.systemCall` (ENOENT) when no segment has that name.
     public static func open(named name: String) throws -> SharedMemory {
         let path = try checkedPath(name)
+        SegmentCreators.sweep()
         let fd = shm_open(path, O_RDWR | O_CLOEXEC, 0)
         guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
         var status = stat()
@@ -223,17 +244,34 @@ public final class SharedMemory: @unchecked Sendable {
     }
 
     /// Removes the name now (Python's `unlink()`); the memory lives on while mapped.
-    /// Only the creator may; does nothing the second time.
+    ///
+    /// Only the creator may.
+    ///
+    /// - Throws: `.invalidArgument` for an anonymous segment, for one this
+    ///   process opened rather than created, and when this segment's name was
+    ///   already removed (a second `unlink()`); `.systemCall` (ENOENT) when
+    ///   another process removed the name first.
     public func unlink() throws {
         guard let name else { throw MultiprocessingError(.invalidArgument, "an anonymous segment has no name") }
-        guard ownsName.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        guard ownsName.exchange(false, ordering: .acquiringAndReleasing) else {
+            throw MultiprocessingError(
+                .invalidArgument,
+                createdHere
+                    ? "the name '\(name)' was already removed by an earlier unlink() of this segment"
+                    : "the segment '\(name)' was opened, not created, here: only its creator removes the name")
+        }
+        SegmentCreators.forget(name)
         if shm_unlink(try Self.checkedPath(name)) != 0 { throw Platform.error("shm_unlink of '\(name)'") }
     }
 
     private static func checkedPath(_ name: String) throws -> String {
-        guard !name.isEmpty, !name.contains("/"), name.utf8.count < 250 else {
+        guard !name.isEmpty, name.utf8.count < 250, !name.contains("/"), !name.utf8.contains(0), name != ".",
+            name != ".."
+        else {
             throw MultiprocessingError(
-                .invalidArgument, "a shared memory name must be 1 to 249 bytes without '/', not '\(name)'")
+                .invalidArgument,
+                "a shared memory name must be 1 to 249 bytes without '/' or NUL, and not '.' or '..', "
+                    + "not '\(name.replacingNUL)' (\(name.utf8.count) bytes)")
         }
         return "/" + name
     }
@@ -256,7 +294,10 @@ public final class SharedMemory: @unchecked Sendable {
         }
         munmap(baseAddress, mappedSize)
         Platform.close(fd)
-        if let name, ownsName.load(ordering: .acquiring) { shm_unlink("/" + name) }
+        if let name, ownsName.load(ordering: .acquiring) {
+            shm_unlink("/" + name)
+            SegmentCreators.forget(name)
+        }
     }
 
     /// The whole segment, as raw bytes.
@@ -321,4 +362,9 @@ extension SharedMemory: Codable {
         }
         try self.init(adopting: fd, size: size, counted: counted, populate: populate)
     }
+}
+
+extension String {
+    /// The string with each NUL shown as `\0`, for messages.
+    fileprivate var replacingNUL: String { split(separator: "\0", omittingEmptySubsequences: false).joined(separator: "\\0") }
 }

@@ -107,3 +107,63 @@ func readToEnd(_ fd: Int32) throws -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// Connects to a listener, sends a greeting and returns the reply, or the
+/// code of what failed; and how many descriptors it left open.
+struct ConnectAndGreet: ProcessTask {
+    struct Outcome: Codable, Sendable {
+        var reply: String?
+        var errorCode: String?
+        var leakedDescriptors: Int
+        var carriesDescriptors: Bool?
+    }
+    var address: ConnectionAddress
+    var key: [UInt8]?
+    func run() throws -> Outcome {
+        let before = openDescriptors().count
+        do {
+            let connection = try Connection.connect(to: address, authenticationKey: key)
+            try connection.send("hello from \(getpid())")
+            let reply: String = try connection.receive()
+            let carries = connection.carriesDescriptors
+            connection.close()
+            return Outcome(reply: reply, leakedDescriptors: openDescriptors().count - before, carriesDescriptors: carries)
+        } catch let error as MultiprocessingError {
+            return Outcome(errorCode: "\(error.code)", leakedDescriptors: openDescriptors().count - before)
+        }
+    }
+}
+
+/// Listens with `key`, says so on `ready`, and returns what one accept gave.
+struct ListenAndAcceptOnce: ProcessTask {
+    var address: ConnectionAddress
+    var key: [UInt8]?
+    var ready: Connection
+    func run() throws -> String {
+        let listener = try Listener(address: address, authenticationKey: key)
+        let before = openDescriptors().count
+        try ready.send("listening")
+        do {
+            let connection = try listener.accept()
+            let message: String = try connection.receive()
+            try connection.send(message)
+            return "accepted"
+        } catch let error as MultiprocessingError {
+            return "\(error.code), leaked \(openDescriptors().count - before)"
+        }
+    }
+}
+
+/// Creates a named segment, says so, and waits to be killed.
+struct CreateNamedSegmentAndWait: ProcessTask {
+    var name: String
+    var persistent: Bool
+    var ready: Connection
+    func run() throws {
+        let memory = try SharedMemory.create(named: name, size: 4096, persistent: persistent)
+        memory.bytes.storeBytes(of: 7, as: UInt8.self)
+        try ready.send("created")
+        _ = try? ready.receiveBytes()
+        withExtendedLifetime(memory) {}
+    }
+}
