@@ -1,25 +1,22 @@
 import Synchronization
 
-/// Wakes one waiting task: a notification arrived, a chunk finished, work
+/// Wakes the waiting tasks: a notification arrived, a chunk finished, work
 /// was queued. A wake-up with nobody waiting is kept for the next wait.
 final class Wakeup: Sendable {
     private struct State {
         var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
 
     func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
-            state.pending = true
-            return nil
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.waiters.isEmpty { state.pending = true }
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Returns after a ``signal()`` or after `timeout`, whichever is first.
@@ -33,7 +30,7 @@ final class Wakeup: Sendable {
                     state.pending = false
                     return true
                 }
-                state.waiter = continuation
+                state.waiters.append(continuation)
                 return false
             }
             if now { continuation.resume() }
