@@ -75,6 +75,18 @@ public struct MultiprocessingError: Error, Hashable, Sendable, Codable, CustomSt
         /// holds the same authentication key, or refused this end's proof
         /// (Python's `multiprocessing.AuthenticationError`).
         public static let authenticationFailed = Code("authenticationFailed")
+        /// A cluster pool's database cannot be reached: the server is down,
+        /// or the host or port is wrong.
+        public static let databaseUnavailable = Code("databaseUnavailable")
+        /// A cluster pool's database refused the connection: a wrong user name
+        /// or password, or a database that does not exist.
+        public static let databaseRefused = Code("databaseRefused")
+        /// A cluster pool's schema is missing, or of a version this library
+        /// does not know.
+        public static let schemaMismatch = Code("schemaMismatch")
+        /// A cluster chunk's nodes died running it too many times: it failed as
+        /// poison instead of being run again.
+        public static let nodeDied = Code("nodeDied")
     }
 
     /// The kind of failure.

@@ -1,0 +1,94 @@
+import Logging
+import Multiprocessing
+import PostgresNIO
+
+/// One connection to the cluster's database that comes back after the
+/// server restarts or the network drops: statements that fail because the
+/// connection was lost run again on a new one.
+///
+/// Statements given to ``run(_:)`` must therefore be safe to repeat: every
+/// statement of the cluster is (inserts skip rows already there, completions
+/// are fenced by the claim's attempt, deletes of what is gone do nothing).
+actor Link {
+    private let database: ClusterDatabase
+    private let logger: Logger
+    private var connection: PostgresConnection?
+    /// Runs on every new connection after the first (a lease to take again,
+    /// channels to listen on again).
+    private var onReconnect: (@Sendable (PostgresConnection) async throws -> Void)?
+    private var closed = false
+    /// How many times the connection was made again.
+    private(set) var reconnects = 0
+
+    init(database: ClusterDatabase, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    /// Connects for the first time; failures are typed and not retried.
+    func open() async throws -> PostgresConnection {
+        let connection = try await database.connect(logger: logger)
+        self.connection = connection
+        return connection
+    }
+
+    func setOnReconnect(_ body: @escaping @Sendable (PostgresConnection) async throws -> Void) {
+        onReconnect = body
+    }
+
+    /// Runs `body` on the connection, reconnecting (with a growing pause,
+    /// up to a second) for as long as the connection is lost.
+    func run<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        var pause = Duration.milliseconds(50)
+        while true {
+            try Task.checkCancellation()
+            guard !closed else { throw MultiprocessingError(.closed, "the cluster's connection is closed") }
+            do {
+                let connection = try await current()
+                return try await body(connection)
+            } catch where ClusterDatabase.isConnectionLoss(error) {
+                logger.debug("cluster database connection lost", metadata: ["error": "\(error)"])
+                if let connection {
+                    self.connection = nil
+                    try? await connection.close()
+                }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(1))
+            } catch {
+                throw database.describe(error, doing: "a cluster statement")
+            }
+        }
+    }
+
+    /// The connection, made again (and set up again) when it was lost.
+    private func current() async throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        if let connection {
+            self.connection = nil
+            try? await connection.close()
+        }
+        let fresh = try await database.connect(logger: logger)
+        do {
+            try await onReconnect?(fresh)
+        } catch {
+            try? await fresh.close()
+            throw error
+        }
+        connection = fresh
+        reconnects += 1
+        return fresh
+    }
+
+    /// The connection as it is now, for a listener that must notice its loss.
+    func live() async throws -> PostgresConnection {
+        try await run { $0 }
+    }
+
+    func close() async {
+        closed = true
+        if let connection {
+            self.connection = nil
+            try? await connection.close()
+        }
+    }
+}

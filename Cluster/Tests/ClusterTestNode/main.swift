@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import ClusterTestWork
+import Foundation
+import Multiprocessing
+import MultiprocessingCluster
+
+// A cluster node for the tests: `ClusterTestNode --cluster-node URL [--cluster-workers N]`.
+// Its workers learn its pid from the environment, so test work can name
+// (or kill) the node that runs it. `ClusterTestNode drive URL COUNT MS`
+// instead runs a driver whose map the tests kill.
+setenv("CLUSTER_TEST_NODE_PID", "\(getpid())", 1)
+
+/// Unbuffered, so the tests see each line as it is written.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+if CommandLine.arguments.count >= 5 && CommandLine.arguments[1] == "drive" {
+    let database = try ClusterDatabase(url: CommandLine.arguments[2])
+    let count = Int(CommandLine.arguments[3])!
+    let milliseconds = Int(CommandLine.arguments[4])!
+    let pool = try await ClusterPool(database: database)
+    say("pool \(pool.id)")
+    var done = 0
+    for try await _ in pool.map(Slow.self, (0..<count).map { SlowItem(value: $0, milliseconds: milliseconds) }, chunkSize: 1) {
+        done += 1
+        say("done \(done)")
+    }
+    await pool.terminate()
+    exit(0)
+}
+
+do {
+    if try await ClusterNode.runFromCommandLine() {
+        say("node drained")
+        exit(0)
+    }
+    say("usage: ClusterTestNode --cluster-node URL [--cluster-workers N] [--cluster-task-timeout S]")
+    exit(2)
+} catch {
+    say("node failed: \(error)")
+    exit(1)
+}

@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import ClusterTestWork
+import Foundation
+import Multiprocessing
+import MultiprocessingCluster
+import PostgresNIO
+import Testing
+
+@Suite("Cluster pool on PostgreSQL", .serialized, .enabled(if: serverURL != nil, Comment(rawValue: noServer)))
+struct ClusterPoolTests {
+    @Test("map, mapUnordered, submit and apply run across two nodes, each result once", .timeLimit(.minutes(3)))
+    func mapSubmitApplyAcrossTwoNodes() async throws {
+        try await withTestCluster { cluster in
+            let first = try await cluster.startNode(workers: 2)
+            let second = try await cluster.startNode(workers: 2)
+            try await withClusterPool(database: cluster.database) { pool in
+                #expect(pool.workerCount == 4)
+                let squares = try await pool.map(Square.self, 0..<5000).collect()
+                #expect(squares == (0..<5000).map { $0 * $0 })
+
+                // Slow items one per chunk: both nodes take some.
+                let items = (0..<40).map { SlowItem(value: $0, milliseconds: 30) }
+                let ran = try await pool.map(Slow.self, items, chunkSize: 1).collect()
+                #expect(ran.map(\.value) == Array(0..<40))
+                #expect(Set(ran.map(\.node)) == [first.pid, second.pid])
+
+                var unordered: [Int] = []
+                for try await value in pool.mapUnordered(Square.self, 0..<300, chunkSize: 7) { unordered.append(value) }
+                #expect(unordered.sorted() == (0..<300).map { $0 * $0 })
+
+                let handle = try pool.submit(AddTask(a: 2, b: 3))
+                #expect(try await pool.apply(AddTask(a: 40, b: 2)).value == 42)
+                #expect(try await handle.value.value == 5)
+                let tasks = try await pool.map(tasks: (0..<20).map { AddTask(a: $0, b: 1) }).collect()
+                #expect(tasks.map(\.value) == Array(1...20))
+            }
+            // Everything consumed is deleted: no rows left behind.
+            #expect(try await cluster.count("SELECT count(*) FROM \(cluster.schema).task") == 0)
+            #expect(try await cluster.count("SELECT count(*) FROM \(cluster.schema).result") == 0)
+            #expect(try await cluster.count("SELECT count(*) FROM \(cluster.schema).pool") == 0)
+        }
+    }
+
+    @Test("a wrong password, a server that is down, a bad URL and a missing schema give typed errors")
+    func badDatabasesGiveTypedErrors() async throws {
+        let url = serverURL!
+        let wrongPassword = url.replacingOccurrences(of: ":cluster-test-password@", with: ":wrong@")
+        await #expect(throws: MultiprocessingError.self) {
+            _ = try await ClusterPool(database: try ClusterDatabase(url: wrongPassword))
+        }
+        do {
+            _ = try await ClusterPool(database: try ClusterDatabase(url: wrongPassword))
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .databaseRefused)
+            #expect(error.message.contains("password"))
+        }
+
+        // A port where nothing listens: bind one and close it.
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        let freePort = Int(UInt16(bigEndian: address.sin_port))
+        close(socket)
+        do {
+            _ = try await ClusterPool(
+                database: try ClusterDatabase(url: "postgres://postgres:x@127.0.0.1:\(freePort)/postgres"))
+            Issue.record("a pool connected to a port where no server listens")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .databaseUnavailable)
+            #expect(error.message.contains("127.0.0.1:\(freePort)"))
+        }
+
+        for bad in ["not a url", "http://host/db", "postgres://host/db", "postgres://user@/db"] {
+            #expect(throws: MultiprocessingError.self, "\(bad)") { _ = try ClusterDatabase(url: bad) }
+        }
+        #expect(throws: MultiprocessingError.self) { _ = try ClusterDatabase(url: url + "?schema=Bad-Name") }
+
+        var missing = try ClusterDatabase(url: url + "?schema=never_created_\(getpid())")
+        missing.createsSchema = false
+        do {
+            _ = try await ClusterPool(database: missing)
+            Issue.record("a pool started on a schema that does not exist")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .schemaMismatch)
+            #expect(error.message.contains("never_created_"))
+        }
+
+        let noDatabase = url.replacingOccurrences(of: "/postgres", with: "/no_such_database")
+        do {
+            _ = try await ClusterPool(database: try ClusterDatabase(url: noDatabase))
+            Issue.record("a pool started on a database that does not exist")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .databaseRefused)
+        }
+    }
+}
