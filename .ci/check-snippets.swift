@@ -5,6 +5,10 @@
 // A block may be preceded by HTML comments (invisible on GitHub and in DocC):
 //   <!-- snippet: synchronous -->   the second form is a synchronous function:
 //                                   the block shows blocking calls
+//   <!-- snippet: script -->        compiled as a main.swift only: the block is
+//                                   about top-level code itself
+//   <!-- snippet: other package --> not compiled here (it needs a package this
+//                                   build does not build, as Cluster/); listed
 //   <!-- snippet: manifest -->      the block is a user's Package.swift: its
 //                                   `.package(url:...)` is pointed at this
 //                                   package, and the package graph is loaded
@@ -28,6 +32,8 @@ struct Snippet {
     var context: [String]
     var synchronous: Bool
     var manifest: Bool
+    var scriptOnly: Bool = false
+    var otherPackage: Bool = false
 }
 
 struct Failure: Error {
@@ -40,6 +46,8 @@ func snippets(in file: String) throws -> [Snippet] {
     var context: [String] = []
     var synchronous = false
     var manifest = false
+    var scriptOnly = false
+    var otherPackage = false
     var index = 0
     while index < lines.count {
         let line = lines[index]
@@ -48,6 +56,10 @@ func snippets(in file: String) throws -> [Snippet] {
             synchronous = true
         } else if trimmed == "<!-- snippet: manifest -->" {
             manifest = true
+        } else if trimmed == "<!-- snippet: script -->" {
+            scriptOnly = true
+        } else if trimmed == "<!-- snippet: other package -->" {
+            otherPackage = true
         } else if trimmed == "<!-- snippet-context" {
             index += 1
             while index < lines.count, lines[index].trimmingCharacters(in: .whitespaces) != "-->" {
@@ -70,15 +82,19 @@ func snippets(in file: String) throws -> [Snippet] {
             result.append(
                 Snippet(
                     file: file, line: start, code: code, context: context, synchronous: synchronous,
-                    manifest: manifest))
+                    manifest: manifest, scriptOnly: scriptOnly, otherPackage: otherPackage))
             context = []
             synchronous = false
             manifest = false
+            scriptOnly = false
+            otherPackage = false
         } else if !trimmed.isEmpty && !trimmed.hasPrefix("<!--") {
             // Markers belong to the next block only when nothing but blank lines lies between.
             context = []
             synchronous = false
             manifest = false
+            scriptOnly = false
+            otherPackage = false
         }
         index += 1
     }
@@ -193,6 +209,10 @@ struct Compiler {
     /// Compiles a snippet in both forms; returns what failed.
     func check(_ snippet: Snippet, number: Int) throws -> [String] {
         if snippet.manifest { return try checkManifest(snippet) }
+        if snippet.otherPackage {
+            print("\(snippet.file):\(snippet.line): not compiled here: it belongs to another package")
+            return []
+        }
         let base = URL(fileURLWithPath: snippet.file).deletingPathExtension().lastPathComponent
         let name = "\(base)-\(snippet.line)"
         let header = ["import Multiprocessing"] + snippet.context
@@ -203,10 +223,11 @@ struct Compiler {
             (header + declarations + ["", "func snippet\(number)() \(effects) {"]
             + statements.map { "    " + $0 } + ["}"]).joined(separator: "\n") + "\n"
         var failures: [String] = []
-        for (form, source, asMain) in [
+        let forms = [
             ("as main.swift", script, true),
             ("in a\(snippet.synchronous ? " synchronous" : "n async") function", function, false),
-        ] {
+        ]
+        for (form, source, asMain) in snippet.scriptOnly ? Array(forms.prefix(1)) : forms {
             let (status, output) = try compile(source, named: "\(name)-\(asMain ? "main" : "function")", asMain: asMain)
             if status != 0 {
                 let errors = output.components(separatedBy: "\n").filter { $0.contains(": error:") }

@@ -128,7 +128,6 @@ public final class Listener: @unchecked Sendable {
     ///   holds the key, refuses this side's proof, or does not finish the
     ///   handshake in time (its socket is closed, and the listener takes the
     ///   next client at the next call); `.closed` once the listener is closed.
-    @available(*, noasync, message: "Use the async form in async code: it does not block a cooperative thread")
     public func accept() throws -> Connection {
         try authenticate(try acceptSocket(deadline: nil)!)
     }
