@@ -7,7 +7,7 @@
 /// A file descriptor this value owns: it is closed when the value ends,
 /// unless ``release()`` hands it over first.
 ///
-/// ``Connection/receiveDescriptor()`` returns one, so a received descriptor
+/// `Connection.receiveDescriptor()` returns one, so a received descriptor
 /// is never leaked by forgetting it.
 ///
 /// ```swift
@@ -124,7 +124,7 @@ extension Connection {
 
     /// Receives a file descriptor without blocking a thread of the cooperative pool.
     ///
-    /// See ``receiveDescriptor()``.
+    /// See `receiveDescriptor()`.
     public func receiveDescriptor() async throws -> OwnedDescriptor {
         try checkCarriesDescriptors()
         return OwnedDescriptor(adopting: try await receive(DescriptorMessage.self).fd)

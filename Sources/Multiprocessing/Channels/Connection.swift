@@ -8,7 +8,7 @@ import Synchronization
 
 /// One end of a message channel between processes (Python's `Pipe()`).
 ///
-/// Make a pair with ``pipe(duplex:)``, keep one end and hand the other to a
+/// Make a pair with ``pipe(duplex:maximumMessageSize:)``, keep one end and hand the other to a
 /// child inside its task value. Messages keep their boundaries: each
 /// ``send(_:)`` arrives as exactly one ``receive(_:)-6s5vk``. Values travel in the
 /// library's binary wire format; raw bytes travel as they are.
@@ -66,7 +66,7 @@ public final class Connection: @unchecked Sendable {
     /// Whether this end is a Unix socket, which can carry file descriptors
     /// (``sendDescriptor(_:)``) and objects that own them (a ``Connection``
     /// inside a value): ends made by ``socketPair(maximumMessageSize:)``,
-    /// ``Listener`` and ``Connection/connect(to:authenticationKey:maximumMessageSize:)``.
+    /// ``Listener`` and ``Connection/connect(to:authenticationKey:authenticationTimeout:maximumMessageSize:)``.
     /// Ends made by ``pipe(duplex:maximumMessageSize:)`` are pipes and cannot.
     public let carriesDescriptors: Bool
 

@@ -32,7 +32,7 @@ public enum ConnectionAddress: Sendable, Hashable, Codable, CustomStringConverti
 /// `multiprocessing.connection.Listener`).
 ///
 /// Any process that knows the address connects with
-/// ``Connection/connect(to:authenticationKey:maximumMessageSize:)``: a
+/// ``Connection/connect(to:authenticationKey:authenticationTimeout:maximumMessageSize:)``: a
 /// program started by someone else, a child started with any start method.
 /// With an authentication key, each side proves to the other that it holds
 /// the same key before the connection is handed out: each sends a random
@@ -69,7 +69,7 @@ public final class Listener: @unchecked Sendable {
     ///     (an empty key is allowed, and is still checked); `nil`: none, as
     ///     with Python's `authkey=None`.
     ///   - authenticationTimeout: How long the handshake of one connection
-    ///     may take before ``accept()`` gives up on it.
+    ///     may take before `accept()` gives up on it.
     ///   - maximumMessageSize: The limit of the connections accepted
     ///     (``Connection/maximumMessageSize``).
     /// - Throws: `.invalidArgument` for an address that cannot be used (a
@@ -134,7 +134,7 @@ public final class Listener: @unchecked Sendable {
 
     /// Waits for the next connection without blocking a cooperative thread.
     ///
-    /// See ``accept()``. Cancelling the calling task ends the wait with `CancellationError`.
+    /// See `accept()`. Cancelling the calling task ends the wait with `CancellationError`.
     public func accept() async throws -> Connection {
         while true {
             try Task.checkCancellation()

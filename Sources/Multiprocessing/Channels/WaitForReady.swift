@@ -1,4 +1,4 @@
-/// What ``waitForReady(connections:children:timeout:)`` found ready.
+/// What `waitForReady(connections:children:timeout:)` found ready.
 public struct ReadyObjects: Sendable {
     /// The connections that can receive without blocking: a message (or part
     /// of one) has arrived, the other end was closed, or a refused message
@@ -49,7 +49,7 @@ public func waitForReady(
 /// children has exited, without blocking a thread of the cooperative pool
 /// (Python's `multiprocessing.connection.wait`).
 ///
-/// See ``waitForReady(connections:children:timeout:)`` for what counts as ready.
+/// See `waitForReady(connections:children:timeout:)` for what counts as ready.
 /// Cancelling the calling task ends the wait with `CancellationError`.
 ///
 /// - Parameters:

@@ -32,7 +32,7 @@ public final class SharedMemory: @unchecked Sendable {
     let fd: Int32
     /// The first byte of this process's mapping.
     public let baseAddress: UnsafeMutableRawPointer
-    /// The segment's name, for a named segment (see ``create(named:size:)``).
+    /// The segment's name, for a named segment (see ``create(named:size:persistent:)``).
     public let name: String?
     /// Whether this object removes the name when it is released.
     private let ownsName: Atomic<Bool>
