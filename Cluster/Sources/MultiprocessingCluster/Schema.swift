@@ -124,7 +124,10 @@ struct Schema: Sendable {
 
     private func installedVersion(on connection: PostgresConnection, logger: Logger) async throws -> Int? {
         let exists = try await connection.query(
-            "SELECT to_regclass(\(name + ".version")) IS NOT NULL", logger: logger
+            // The catalog read with the statement's snapshot: a schema another
+            // program committed while this one waited for the lock is seen.
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = \(name) AND tablename = 'version')",
+            logger: logger
         ).collect()
         guard try exists.first?.decode(Bool.self) == true else { return nil }
         let rows = try await connection.query(
