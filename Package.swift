@@ -26,6 +26,15 @@ let package = Package(
             dependencies: ["CMultiprocessing", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MultiprocessingTour", dependencies: ["Multiprocessing"]),
         .executableTarget(name: "MultiprocessingBenchmarks", dependencies: ["Multiprocessing"]),
+        // Three everyday programs, each beside its Python version; ExamplesTests runs them.
+        .executableTarget(
+            name: "BatchFiles", dependencies: ["Multiprocessing"], path: "Examples/BatchFiles",
+            exclude: ["batch_files.py"]),
+        .executableTarget(
+            name: "FlakyFunction", dependencies: ["Multiprocessing"], path: "Examples/FlakyFunction",
+            exclude: ["flaky_function.py"]),
+        .executableTarget(
+            name: "Pipeline", dependencies: ["Multiprocessing"], path: "Examples/Pipeline", exclude: ["pipeline.py"]),
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
             name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
