@@ -30,6 +30,15 @@ let package = Package(
         // The fault-injection program: crashes, hangs, kills and leak counts, each checked (README, "Faults").
         .target(name: "CMultiprocessingChaos"),
         .executableTarget(name: "MultiprocessingChaos", dependencies: ["Multiprocessing", "CMultiprocessingChaos"]),
+        // Three everyday programs, each beside its Python version; ExamplesTests runs them.
+        .executableTarget(
+            name: "BatchFiles", dependencies: ["Multiprocessing"], path: "Examples/BatchFiles",
+            exclude: ["batch_files.py"]),
+        .executableTarget(
+            name: "FlakyFunction", dependencies: ["Multiprocessing"], path: "Examples/FlakyFunction",
+            exclude: ["flaky_function.py"]),
+        .executableTarget(
+            name: "Pipeline", dependencies: ["Multiprocessing"], path: "Examples/Pipeline", exclude: ["pipeline.py"]),
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
             name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
