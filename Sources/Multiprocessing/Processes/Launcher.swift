@@ -136,7 +136,17 @@ enum Launcher {
     /// reports in milliseconds, and lets no crash signal return).
     static func bootEnvironment(mode: String, extras: Int) -> [String] {
         var flags = ""
-        if ProgramEntry.runsTopLevelCode { flags += "m" }
+        if ProgramEntry.runsTopLevelCode {
+            // The fork server may only run the top-level code if it will reach
+            // its first start with one thread, as this process does: top-level
+            // code takes the same path in every run, so threads here (an async
+            // main's, say) would be there too, and it could not fork safely.
+            if mode != "forkserver" || mp_thread_count() <= 1 {
+                flags += "m"
+            } else {
+                ProgramEntry.warnGlobalsUnseenByForkServer()
+            }
+        }
         var environment = currentEnvironment()
         if CrashReport.wantedForChildren {
             flags += "c"
@@ -340,6 +350,19 @@ private struct WarmUpTask: ProcessTask {
 
 /// What the parent knows of the program's entry point, from its executable's symbol table.
 enum ProgramEntry {
+    private static let warned = Mutex(false)
+
+    /// Says once, on standard error, that fork-server children will not see the globals of main.swift.
+    static func warnGlobalsUnseenByForkServer() {
+        guard !warned.withLock({ was in defer { was = true }; return was }) else { return }
+        let message =
+            "swift-multiprocessing: this program's top-level code runs other threads (an async main.swift, "
+            + "Dispatch, tasks) when it first starts a process, so the fork server cannot run that code: its "
+            + "children read the globals of main.swift as zero. Use StartMethod.spawn (StartMethod.setDefault(.spawn)), "
+            + "or pass what children need inside their task values.\n"
+        _ = message.withCString { write(2, $0, strlen($0)) }
+    }
+
     /// Whether the program starts in top-level code (a `main.swift`), whose
     /// globals are initialized by running it: then its children run that code
     /// too, up to where the program first starts a process. An `@main` type
