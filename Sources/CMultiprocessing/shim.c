@@ -281,6 +281,24 @@ int mp_watch_lifeline(int fd) {
     return err;
 }
 
+void mp_reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction current;
+        if (sigaction(sig, NULL, &current) != 0) continue;  // not a signal here
+        if (current.sa_handler == SIG_DFL && !(current.sa_flags & SA_SIGINFO)) continue;
+        if (sig == SIGPIPE && current.sa_handler == SIG_IGN) continue;
+        sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
 int mp_die_with_parent(pid_t parent) {
 #if defined(__linux__)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;

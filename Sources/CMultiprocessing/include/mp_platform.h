@@ -61,6 +61,11 @@ void mp_bind_forked_child_symbols(void);
 /// `exit_group` system call (bound in the parent by
 /// `mp_bind_forked_child_symbols`).
 __attribute__((noreturn)) void mp_exit_now(int code);
+/// Gives the calling thread an empty signal mask and every signal its default
+/// disposition, whatever the process that started it had blocked or caught;
+/// SIGPIPE stays ignored if it was (the library writes to pipes whose reader
+/// may be gone). For a process the library starts by forking.
+void mp_reset_signals(void);
 /// Number of threads this library started in the current process.
 int mp_own_thread_count(void);
 
