@@ -42,10 +42,12 @@ let package = Package(
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
             name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
+        .executableTarget(
+            name: "MultiprocessingAsyncTestProgram", dependencies: ["Multiprocessing"], path: "Tests/AsyncProgram"),
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: [
-                "Multiprocessing", "MultiprocessingTestPrograms", .product(name: "Logging", package: "swift-log"),
+                "Multiprocessing", "MultiprocessingTestPrograms", "MultiprocessingAsyncTestProgram", .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

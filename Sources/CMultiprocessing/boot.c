@@ -167,8 +167,9 @@ __attribute__((constructor(101))) static void mp_boot(int argc, char **argv, cha
 // It is a spawned child that never runs Swift code: it waits on its control
 // socket for requests, forks, and reports each worker's pid and, later, its
 // wait status on the reply descriptor that came with the request. It exits
-// when its lifeline (the parent) or its control socket goes away; its workers
-// watch the same lifeline and follow.
+// when its lifeline (the parent) or its control socket goes away. Its workers
+// watch the same lifeline, the parent's, not the server: a worker outlives the
+// server's death and ends with the parent's.
 
 enum { MP_MAX_WORKERS = 4096 };
 static pid_t worker_pids[MP_MAX_WORKERS];
@@ -222,6 +223,9 @@ void mp_forkserver_serve(int control, int lifeline) {
     char title[128];
     snprintf(title, sizeof(title), "%s: fork server", mp_program_name());
     mp_set_process_title(title, "fork server");
+    // The caller's signal mask (a Dispatch thread's, or the one the program
+    // was started with) would hold back the SIGCHLD this loop waits for.
+    mp_reset_signals();
     if (mp_pipe_cloexec(sigchld_pipe) != 0) _exit(71);
     fcntl(sigchld_pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(sigchld_pipe[1], F_SETFL, O_NONBLOCK);
@@ -266,13 +270,9 @@ void mp_forkserver_serve(int control, int lifeline) {
         for (int i = 0; i < MP_MAX_WORKERS; i++) {
             if (worker_pids[i] == 0) { slot = i; break; }
         }
-        pid_t server = getpid();
         pid_t pid = slot < 0 ? -1 : fork();
         if (pid == 0) {
-            struct sigaction dfl;
-            memset(&dfl, 0, sizeof(dfl));
-            dfl.sa_handler = SIG_DFL;
-            sigaction(SIGCHLD, &dfl, NULL);
+            mp_reset_signals();
             close(control);
             close(sigchld_pipe[0]);
             close(sigchld_pipe[1]);
@@ -282,10 +282,7 @@ void mp_forkserver_serve(int control, int lifeline) {
             }
             place_worker_fds(fds + 1, nfds - 1, lifeline);
             mp_set_boot_extra_count(nfds - 3);
-            // The server is single-threaded and exits when the parent's
-            // lifeline closes, so following the server follows the parent,
-            // without a watcher thread.
-            mp_die_with_parent(server);
+            if (mp_watch_lifeline(MP_FD_LIFELINE) != 0) _exit(71);
             return;
         }
         int32_t reply[2] = {(int32_t)(pid < 0 ? -1 : pid), pid < 0 ? errno : 0};

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -87,6 +88,37 @@ int mp_pidfd_send_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 #else
     (void)pidfd; (void)sig;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+#if defined(__linux__)
+// PIDFD_GET_INFO (Linux 6.15): its first version, which ends with the exit status.
+struct mp_pidfd_info {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+};
+#define MP_PIDFD_GET_INFO _IOWR(0xFF, 11, struct mp_pidfd_info)
+#define MP_PIDFD_INFO_EXIT (1ULL << 3)
+#endif
+
+int mp_pidfd_exit_status(int pidfd, int *status) {
+#if defined(__linux__)
+    struct mp_pidfd_info info;
+    memset(&info, 0, sizeof(info));
+    info.mask = MP_PIDFD_INFO_EXIT;
+    if (ioctl(pidfd, MP_PIDFD_GET_INFO, &info) != 0) return -1;
+    if (!(info.mask & MP_PIDFD_INFO_EXIT)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    *status = info.exit_code;
+    return 0;
+#else
+    (void)pidfd; (void)status;
     errno = ENOSYS;
     return -1;
 #endif

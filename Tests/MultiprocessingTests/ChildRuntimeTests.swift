@@ -69,20 +69,27 @@ extension ProcessSuites.ChildRuntimeTests {
     func mainGlobals() throws {
         let run = try runTestProgram(["main-globals"])
         let expected = "20000 hello from main.swift 2"
-        for line in ["child spawn", "pool spawn"] {
+        for line in ["child spawn", "pool spawn", "child forkserver", "pool forkserver"] {
             #expect(run.output.contains("\(line): \(expected)"), "\(run.output)")
         }
-        // Known gap: when the program runs other threads at its first start (this async
-        // program may), the fork server cannot run its top-level code; the parent must
-        // then say so instead of letting children read zeroes silently.
-        let serverSaysSo = run.output.contains("the fork server cannot run that code")
-        for line in ["child forkserver", "pool forkserver"] {
-            #expect(serverSaysSo || run.output.contains("\(line): \(expected)"), "\(run.output)")
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.components(separatedBy: "before the first process").count == 2, "\(run.output)")
+    }
+
+    @Test("children of an async main.swift that runs other threads at its first start see its constants and take signals")
+    func asyncMainGlobals() throws {
+        let run = try runTestProgram([], program: "MultiprocessingAsyncTestProgram")
+        #expect(run.status == 0, "\(run.output)")
+        let threads = run.output.split(separator: "\n").first { $0.hasPrefix("threads at the first start: ") }
+        let count = threads.flatMap { Int($0.split(separator: " ").last!) } ?? 0
+        #expect(count > 1, "the program must run other threads at its first start: \(run.output)")
+        let expected = "20000 hello from an async main.swift"
+        for line in ["child spawn", "pool spawn", "child forkserver", "pool forkserver", "child default"] {
+            #expect(run.output.contains("\(line): \(expected)"), "\(run.output)")
         }
-        if !serverSaysSo {
-            #expect(run.status == 0, "\(run.output)")
-            #expect(run.output.components(separatedBy: "before the first process").count == 2, "\(run.output)")
-        }
+        #expect(run.output.contains("sleeper ended: true, killed by SIGTERM"), "\(run.output)")
+        #expect(run.output.components(separatedBy: "before the first process").count == 2, "\(run.output)")
+        #expect(!run.output.contains("swift-multiprocessing:"), "no warning: \(run.output)")
     }
 }
 

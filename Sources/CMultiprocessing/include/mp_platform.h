@@ -19,6 +19,11 @@ int mp_dup_to(int oldfd, int newfd, int cloexec);
 int mp_close_from(int lowfd);
 int mp_pidfd_open(pid_t pid);
 int mp_pidfd_send_signal(int pidfd, int sig);
+/// The wait status of the process behind `pidfd` once it has ended and been
+/// reaped, by whichever process reaped it (PIDFD_GET_INFO, Linux 6.15). 0, or
+/// -1 with errno: EAGAIN while it has not been reaped, others where the
+/// kernel cannot say.
+int mp_pidfd_exit_status(int pidfd, int *status);
 long mp_thread_count(void);
 int mp_affinity_cpu_count(void);
 /// A close-on-exec descriptor of a new, nameless file in memory (memfd; an

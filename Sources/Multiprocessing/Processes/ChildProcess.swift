@@ -336,9 +336,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
             // ECHILD: something else (SIGCHLD set to SIG_IGN) reaped it and its status is lost.
             status = result == child.pid ? TerminationStatus(waitStatus: raw) : .exited(255)
         } else {
-            var reply: (Int32, Int32) = (0, 0)
-            // End-of-file: the fork server died and took the worker's status with it.
-            status = mp_read_all(child.exitFD, &reply, 8) == 0 ? TerminationStatus(waitStatus: reply.1) : .exited(255)
+            status = Self.serverReportedStatus(child) ?? Self.statusWithoutServer(child)
         }
         let outcome = Self.readOutcome(child.resultFD)
         var crashReport: String?
@@ -353,8 +351,36 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         ChildRegistry.shared.remove(self)
     }
 
+    /// The wait status the fork server sent for its worker, which has
+    /// exited; `nil` if the server died first (or does not answer in 2 s).
+    private static func serverReportedStatus(_ child: LaunchedChild) -> TerminationStatus? {
+        // The worker has exited; the server reports as soon as it has reaped it.
+        guard (try? Platform.waitReadable([child.statusFD], deadline: .now + .seconds(2)))?[0] == true else {
+            return nil
+        }
+        var reply: (Int32, Int32) = (0, 0)
+        return mp_read_all(child.statusFD, &reply, 8) == 0 ? TerminationStatus(waitStatus: reply.1) : nil
+    }
+
+    /// The status of a fork server's worker whose server died before it: the
+    /// kernel keeps it for the holder of a pidfd once the worker is reaped
+    /// (by the init process, or a subreaper; some container inits reap only
+    /// every second or so). `.unknown` where it cannot.
+    private static func statusWithoutServer(_ child: LaunchedChild) -> TerminationStatus {
+        guard child.pidfd >= 0 else { return .unknown }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            var raw: Int32 = 0
+            if mp_pidfd_exit_status(child.pidfd, &raw) == 0 { return TerminationStatus(waitStatus: raw) }
+            // EAGAIN: exited, not yet reaped by its new parent.
+            guard errno == EAGAIN, ContinuousClock.now < deadline else { return .unknown }
+            usleep(1000)
+        }
+    }
+
     private static func release(_ child: LaunchedChild) {
         if child.pidfd != child.exitFD { Platform.close(child.pidfd) }
+        if child.statusFD >= 0 && child.statusFD != child.exitFD { Platform.close(child.statusFD) }
         Platform.close(child.exitFD)
         Platform.close(child.resultFD)
     }

@@ -72,9 +72,12 @@ enum ChildRuntime {
     /// In a child that runs the program's top-level code (see `boot.c`):
     /// called where the program starts a process, it runs the child's task
     /// there and exits. Does nothing in any other process.
+    /// In the parent, the first call also notes whether other threads ran at
+    /// the program's first start (see ``ProgramEntry/otherThreadsAtFirstStart``).
     @inline(__always)
     static func takeOverIfPending() {
         _ = mp_boot_take_over_if_pending()
+        _ = ProgramEntry.otherThreadsAtFirstStart
     }
 
     /// Sends the outcome to the parent, then joins the child's own non-daemon children.

@@ -12,11 +12,14 @@ struct LaunchedChild: Sendable {
     var pid: Int32
     /// A pidfd for signals without pid-reuse races; -1 when the kernel has none.
     var pidfd: Int32
-    /// Readable once the child has exited: the pidfd of a direct child, or the
-    /// fork server's reply descriptor for one of its workers.
+    /// Readable once the child has exited: its pidfd (without one, the fork
+    /// server's reply descriptor for one of its workers).
     var exitFD: Int32
     /// Whether the child is this process's own (so it reaps it with waitpid).
     var isDirect: Bool
+    /// For a fork server's worker: where the server writes its wait status
+    /// (end-of-file if the server died first); -1 for a direct child.
+    var statusFD: Int32 = -1
     /// The file the child writes its outcome frame into; read once it has
     /// exited. A file rather than a pipe: the child never waits for the
     /// parent to read, so the parent sleeps until the exit alone and wakes
@@ -97,6 +100,9 @@ enum Launcher {
             switch method.kind {
             case .spawn:
                 child = try spawn(fds: [jobPipe.read, resultFile, Lifeline.readEnd()] + extraFDs)
+            case .forkserver where ProgramEntry.forkServerCannotKeepGlobals:
+                // Each child runs the top-level code itself, as a spawned one does.
+                child = try spawn(fds: [jobPipe.read, resultFile, Lifeline.readEnd()] + extraFDs)
             case .forkserver:
                 child = try ForkServer.start(fds: [jobPipe.read, resultFile] + extraFDs)
             case .zygote(let control):
@@ -136,17 +142,7 @@ enum Launcher {
     /// reports in milliseconds, and lets no crash signal return).
     static func bootEnvironment(mode: String, extras: Int) -> [String] {
         var flags = ""
-        if ProgramEntry.runsTopLevelCode {
-            // The fork server may only run the top-level code if it will reach
-            // its first start with one thread, as this process does: top-level
-            // code takes the same path in every run, so threads here (an async
-            // main's, say) would be there too, and it could not fork safely.
-            if mode != "forkserver" || mp_thread_count() <= 1 {
-                flags += "m"
-            } else {
-                ProgramEntry.warnGlobalsUnseenByForkServer()
-            }
-        }
+        if ProgramEntry.runsTopLevelCode { flags += "m" }
         var environment = currentEnvironment()
         if CrashReport.wantedForChildren {
             flags += "c"
@@ -318,8 +314,11 @@ enum ForkServer {
             }
             throw MultiprocessingError(.systemCall, "the fork server could not fork", errno: readResult)
         }
+        // The worker's own pidfd tells its exit, also when the server is gone.
         let pidfd = mp_pidfd_open(pid)
-        return LaunchedChild(pid: pid, pidfd: pidfd, exitFD: reply.read, isDirect: false, resultFD: -1)
+        return LaunchedChild(
+            pid: pid, pidfd: pidfd, exitFD: pidfd >= 0 ? pidfd : reply.read, isDirect: false,
+            statusFD: reply.read, resultFD: -1)
     }
 }
 
@@ -350,18 +349,21 @@ private struct WarmUpTask: ProcessTask {
 
 /// What the parent knows of the program's entry point, from its executable's symbol table.
 enum ProgramEntry {
-    private static let warned = Mutex(false)
+    /// Whether threads other than the library's own ran when this program
+    /// first started a process (noted by ``ChildRuntime/takeOverIfPending()``).
+    /// A child that runs the top-level code reaches that point with the same
+    /// threads: top-level code takes the same path in every run.
+    static let otherThreadsAtFirstStart: Bool = {
+        Int(mp_thread_count()) - 1 - Int(mp_own_thread_count()) > 0
+    }()
 
-    /// Says once, on standard error, that fork-server children will not see the globals of main.swift.
-    static func warnGlobalsUnseenByForkServer() {
-        guard !warned.withLock({ was in defer { was = true }; return was }) else { return }
-        let message =
-            "swift-multiprocessing: this program's top-level code runs other threads (an async main.swift, "
-            + "Dispatch, tasks) when it first starts a process, so the fork server cannot run that code: its "
-            + "children read the globals of main.swift as zero. Use StartMethod.spawn (StartMethod.setDefault(.spawn)), "
-            + "or pass what children need inside their task values.\n"
-        _ = message.withCString { write(2, $0, strlen($0)) }
-    }
+    /// Whether a fork server cannot hold the globals of this program's
+    /// `main.swift`: it would have to run the top-level code to the first
+    /// start, and fork from there with other threads (an async main's, a
+    /// task's, Dispatch's) running, which risks a deadlock in every child.
+    /// Then `.forkserver` starts each child as `.spawn` does: each runs the
+    /// top-level code itself and sees the globals, at a spawn's cost.
+    static var forkServerCannotKeepGlobals: Bool { runsTopLevelCode && otherThreadsAtFirstStart }
 
     /// Whether the program starts in top-level code (a `main.swift`), whose
     /// globals are initialized by running it: then its children run that code

@@ -79,12 +79,17 @@ public enum TerminationStatus: Hashable, Sendable, Codable, CustomStringConverti
     case exited(Int32)
     /// The process was ended by this signal.
     case signaled(Signal)
+    /// The process ended, but how is not known: the fork server that started
+    /// it died before it, and the kernel (before Linux 6.15) keeps a status
+    /// only for the parent. Its ``exitCode`` is 255, as CPython reports then.
+    case unknown
 
     /// Python's `exitcode`: the exit code, or the negated signal number.
     public var exitCode: Int32 {
         switch self {
         case .exited(let code): code
         case .signaled(let signal): -signal.rawValue
+        case .unknown: 255
         }
     }
 
@@ -95,6 +100,7 @@ public enum TerminationStatus: Hashable, Sendable, Codable, CustomStringConverti
         switch self {
         case .exited(let code): "exited with code \(code)"
         case .signaled(let signal): "killed by \(signal.name)"
+        case .unknown: "ended with a status that is not known (the fork server that started it died first)"
         }
     }
 

@@ -29,6 +29,19 @@ func processState(_ pid: Int32) -> Character? {
     return text[text.index(close, offsetBy: 2)]
 }
 
+/// The parent's pid of a process, from /proc/<pid>/stat; nil when it does not exist.
+func parentPID(of pid: Int32) -> Int32? {
+    let fd = open("/proc/\(pid)/stat", O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 512)
+    let count = read(fd, &bytes, bytes.count)
+    guard count > 0 else { return nil }
+    let text = String(decoding: bytes[..<count], as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return nil }
+    return text[text.index(close, offsetBy: 2)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) }
+}
+
 /// Whether a process is gone: it does not exist, or only as a zombie of another parent.
 func isGone(_ pid: Int32) -> Bool {
     guard let state = processState(pid) else { return true }
@@ -71,11 +84,13 @@ func eventually(within timeout: Duration, _ condition: () -> Bool) -> Bool {
 
 /// Runs the test programs' executable (`Tests/Programs`, built beside the
 /// tests) with `arguments`; returns its exit status and what it printed.
-func runTestProgram(_ arguments: [String]) throws -> (status: Int32, output: String) {
+func runTestProgram(
+    _ arguments: [String], program: String = "MultiprocessingTestPrograms"
+) throws -> (status: Int32, output: String) {
     let directory = (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") as NSString)
         .deletingLastPathComponent
     let process = Foundation.Process()
-    process.executableURL = URL(fileURLWithPath: directory + "/MultiprocessingTestPrograms")
+    process.executableURL = URL(fileURLWithPath: directory + "/" + program)
     process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe
