@@ -19,7 +19,9 @@
 //
 // It also compiles files that must not compile (`--expect-error FILE`): the
 // file's `// expected-first-error: TEXT` line names what the compiler's first
-// error must contain, so a diagnostic can be pinned.
+// error must contain, `// expected-error: TEXT` lines what one of its errors
+// must contain, and `// unexpected: TEXT` lines what no line of its output
+// may contain, so a diagnostic can be pinned.
 //
 // Usage: check-snippets --bin-path PATH --package PATH [--self-test]
 //            [--expect-error FILE]... [FILE.md]...
@@ -239,26 +241,34 @@ struct Compiler {
         return failures
     }
 
-    /// Compiles a file that must fail, and checks its first error.
+    /// Compiles a file that must fail, and checks its errors.
     func checkExpectedError(_ file: String) throws -> String? {
         let source = try String(contentsOfFile: file, encoding: .utf8)
-        guard
-            let expected = source.components(separatedBy: "\n")
-                .first(where: { $0.hasPrefix("// expected-first-error: ") })?
-                .dropFirst("// expected-first-error: ".count)
-        else {
-            return "\(file): has no '// expected-first-error: TEXT' line"
+        let lines = source.components(separatedBy: "\n")
+        func values(_ prefix: String) -> [String] {
+            lines.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+        }
+        let first = values("// expected-first-error: ")
+        let anywhere = values("// expected-error: ")
+        let forbidden = values("// unexpected: ")
+        guard !first.isEmpty || !anywhere.isEmpty else {
+            return "\(file): has no '// expected-first-error: TEXT' or '// expected-error: TEXT' line"
         }
         let name = "expect-" + URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
         let (status, output) = try compile(source, named: name, asMain: false)
-        let firstError = output.components(separatedBy: "\n").first(where: { $0.contains("error:") })
-        if status == 0 {
-            return "\(file): compiled, but must fail with an error containing '\(expected)'"
-        }
-        guard let firstError, firstError.contains(expected) else {
+        if status == 0 { return "\(file): compiled, but must fail" }
+        let outputLines = output.components(separatedBy: "\n")
+        let errors = outputLines.filter { $0.contains("error:") }
+        for expected in first where !(errors.first?.contains(expected) ?? false) {
             return "\(file): the first error must contain '\(expected)'; the compiler said:\n\(output)"
         }
-        print("\(file): fails as it must: \(firstError)")
+        for expected in anywhere where !errors.contains(where: { $0.contains(expected) }) {
+            return "\(file): an error must contain '\(expected)'; the compiler said:\n\(output)"
+        }
+        for text in forbidden where outputLines.contains(where: { $0.contains(text) }) {
+            return "\(file): the compiler's output must not contain '\(text)'; it said:\n\(output)"
+        }
+        print("\(file): fails as it must: \(errors.prefix(2).joined(separator: " / "))")
         return nil
     }
 }

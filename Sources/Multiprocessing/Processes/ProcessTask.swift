@@ -45,6 +45,21 @@ extension ProcessTask where Output: Codable {
     }
 }
 
+extension ProcessTask {
+    // Chosen only when neither of the other two applies: the compiler then
+    // says what is wrong, instead of offering stubs for these requirements.
+    @available(
+        *, unavailable,
+        message: "the type that run() returns must conform to Codable (or run() must return nothing): it travels back from the child process"
+    )
+    public static func _encodeOutput(_ output: Output) throws -> [UInt8] { fatalError("unavailable") }
+    @available(
+        *, unavailable,
+        message: "the type that run() returns must conform to Codable (or run() must return nothing): it travels back from the child process"
+    )
+    public static func _decodeOutput(_ bytes: [UInt8]) throws -> Output { fatalError("unavailable") }
+}
+
 extension ProcessTask where Output == Void {
     public static func _encodeOutput(_ output: Output) throws -> [UInt8] { [] }
     public static func _decodeOutput(_ bytes: [UInt8]) throws -> Output { () }
