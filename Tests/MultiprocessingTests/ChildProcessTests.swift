@@ -171,6 +171,25 @@ extension ProcessSuites {
             try child.join()
             try child.close()
             try child.close()
+            // A closed process refuses what needs the process, as Python's raises ValueError.
+            for (what, call) in [
+                ("join", { _ = try child.join() }), ("join(timeout:)", { _ = try child.join(timeout: .seconds(1)) }),
+                ("terminate", { try child.terminate() }), ("kill", { try child.kill() }),
+            ] as [(String, () throws -> Void)] {
+                let error = #expect(throws: MultiprocessingError.self, "\(what)") { try call() }
+                #expect(error?.code == .closed, "\(what)")
+            }
+            #expect(!child.isAlive)
+        }
+
+        @Test("an async join of a closed process is refused too")
+        func asyncJoinAfterClose() async throws {
+            let child = try ChildProcess(Nothing())
+            try child.start()
+            try await child.join()
+            try child.close()
+            let error = await #expect(throws: MultiprocessingError.self) { try await child.join() }
+            #expect(error?.code == .closed)
         }
 
         @Test("the child knows its name and parent, and the boot marker is gone from its environment")

@@ -190,7 +190,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     /// Cancelling the waiting task stops the wait with `CancellationError`; the
     /// child keeps running (call ``terminate()`` or ``kill()`` to stop it).
     ///
-    /// - Throws: `.notStarted` before ``start()``; `CancellationError`.
+    /// - Throws: `.notStarted` before ``start()``; `.closed` after ``close()``; `CancellationError`.
     public func join() async throws {
         _ = try await join(timeout: nil)
     }
@@ -217,7 +217,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     /// - Parameter timeout: How long to wait; `nil` waits as long as it takes.
     /// - Returns: Whether the child has ended. After `false` the child still
     ///   runs and ``isAlive`` is `true`.
-    /// - Throws: `.notStarted` before ``start()``.
+    /// - Throws: `.notStarted` before ``start()``; `.closed` after ``close()``.
     @discardableResult
     public func join(timeout: Duration? = nil) throws -> Bool {
         try wait(deadline: timeout.map { .now + $0 })
@@ -233,7 +233,8 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
 
     /// Sends a signal to the child. Does nothing if the child has already ended.
     ///
-    /// - Throws: `.notStarted` before ``start()``; `.systemCall` if the signal cannot be sent.
+    /// - Throws: `.notStarted` before ``start()``; `.closed` after ``close()``;
+    ///   `.systemCall` if the signal cannot be sent.
     public func send(_ signal: Signal) throws {
         try state.withLock { state in
             switch state.phase {
@@ -245,8 +246,10 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
                 if result != 0 && errno != ESRCH { throw Platform.error("sending \(signal.name)") }
             case .created, .starting:
                 throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
-            case .finished, .closed:
+            case .finished:
                 return
+            case .closed:
+                throw MultiprocessingError(.closed, "process '\(name)' was closed")
             }
         }
     }
@@ -289,7 +292,8 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         let child: LaunchedChild
         switch state.withLock({ $0.phase }) {
         case .running(let running): child = running
-        case .finished, .closed: return true
+        case .finished: return true
+        case .closed: throw MultiprocessingError(.closed, "process '\(name)' was closed")
         case .created, .starting: throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
         }
         guard lockWaiting(until: deadline) else { return false }
