@@ -6,6 +6,9 @@ Prints, for each Swift workload, the median over runs of the Swift figure, the
 Python figure and their ratio, and the ratios to the C limits the issues name.
 Results of the harness built with a dynamically linked Swift runtime
 (runN-swift-dynamic.json) appear as extra rows marked "[dynamic stdlib]".
+With an earlier harness's results (runN-base.json, sitting.sh's BASE=), the
+last column is this harness over that one, per run (for "lower is better"
+units, below 1 is faster).
 """
 import json
 import statistics
@@ -60,12 +63,15 @@ def main():
         anchor = load(f"{folder}/run{run}-anchor.json")
         c = load(f"{folder}/run{run}-c.json")
         c.update(load(f"{folder}/run{run}-c-extra.json"))  # Benchmarks/c/shm_oneshot.c
+        base = load(f"{folder}/run{run}-base.json")
         dynamic = load(f"{folder}/run{run}-swift-dynamic.json")
         swift.update({f"{name} {DYNAMIC}": result for name, result in dynamic.items()})
         for label, result in swift.items():
             name = label.removesuffix(f" {DYNAMIC}")
             row = rows.setdefault(label, {"unit": result["unit"], "swift": [], "python": [], "vs_py": [], "c": [], "vs_c": [],
-                                         "anchor": [], "vs_anchor": []})
+                                         "anchor": [], "vs_anchor": [], "vs_base": []})
+            if label in base:
+                row["vs_base"].append(result["median"] / base[label]["median"])
             py_name = PYTHON_REFERENCE.get(name, name)
             if py_name in anchor:
                 row["anchor"].append(anchor[py_name]["median"])
@@ -92,12 +98,15 @@ def main():
 
     print(f"Runs: {runs}. Medians over runs; ratios are taken within each run, then the median (and range) is shown.")
     print()
-    print(f"| workload | unit | Swift | Python (project script) | Swift/Python | python_anchor.py | Swift/anchor | C reference | Swift/C |")
-    print(f"|---|---|---:|---:|---:|---:|---:|---|---:|")
+    with_base = any(row["vs_base"] for row in rows.values())
+    print(f"| workload | unit | Swift | Python (project script) | Swift/Python | python_anchor.py | Swift/anchor | C reference | Swift/C |"
+          + (" new/base |" if with_base else ""))
+    print(f"|---|---|---:|---:|---:|---:|---:|---|---:|" + ("---:|" if with_base else ""))
     for name, row in rows.items():
         reference = f"{row['c'][0].split()[0]} {med([float(x.split()[1]) for x in row['c']])}" if row["c"] else "-"
         print(f"| {name} | {row['unit']} | {med(row['swift'])} | {med(row['python'])} | {spread(row['vs_py'])} "
-              f"| {med(row['anchor'])} | {spread(row['vs_anchor'])} | {reference} | {spread(row['vs_c'])} |")
+              f"| {med(row['anchor'])} | {spread(row['vs_anchor'])} | {reference} | {spread(row['vs_c'])} |"
+              + (f" {spread(row['vs_base'])} |" if with_base else ""))
 
 
 if __name__ == "__main__":

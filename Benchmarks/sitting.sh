@@ -6,6 +6,8 @@
 #
 #   bash Benchmarks/sitting.sh                 # every workload, 3 runs
 #   ONLY=W1 RUNS=1 BENCH_SCALE=0.3 bash Benchmarks/sitting.sh
+#   BASE=/tmp/bench-before bash Benchmarks/sitting.sh   # A/B: also runs an earlier
+#                                                       # harness binary each run
 #
 # The harness is built with the Swift runtime linked statically
 # (--static-swift-stdlib), as c_limits is built -static; W1.process.fork and
@@ -35,6 +37,10 @@ gcc -O2 -Wall -Wextra -o "$out/shm_oneshot" "$root/Benchmarks/c/shm_oneshot.c"
 for run in $(seq 1 "$RUNS"); do
     echo "== run $run/$RUNS ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     timeout -k 10 900 "$static_build/release/multiprocessing-bench" --only "$ONLY" --json "$out/run$run-swift.json"
+    if [ -n "${BASE:-}" ]; then
+        timeout -k 10 900 "$BASE" --only "$ONLY" --json "$out/run$run-base.json" >/dev/null \
+            || echo "base run $run exited $?" >&2
+    fi
     if [ -n "$dynamic_only" ]; then
         timeout -k 10 300 "$root/.build/release/multiprocessing-bench" --only "$dynamic_only" \
             --json "$out/run$run-swift-dynamic.json" >/dev/null
