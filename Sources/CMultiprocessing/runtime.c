@@ -95,16 +95,24 @@ static void on_crash(int sig, siginfo_t *info, void *context) {
     errno = saved;
 }
 
+void mp_load_unwinder(void) {
+    static int loaded = 0;
+    if (loaded) return;
+    loaded = 1;
+    // The first backtrace() loads the unwinder (a dlopen of libgcc_s).
+    void *warm[2];
+    (void)backtrace(warm, 2);
+}
+
 void mp_install_crash_handler(int fd, const char *name) {
     static int installed = 0;
     crash_fd = fd;
     snprintf(crash_name, sizeof(crash_name), "'%s'", name ? name : "child");
     if (installed) return;
     installed = 1;
-    // The first backtrace() loads the unwinder: not something to do in a
-    // signal handler.
-    void *warm[2];
-    (void)backtrace(warm, 2);
+    // Not something to do in a signal handler; done once in a parent that
+    // forks children, so that they inherit it instead of each loading it.
+    mp_load_unwinder();
     // Its own stack, for a stack overflow.
     static char alternate[64 * 1024];
     stack_t stack = {.ss_sp = alternate, .ss_size = sizeof(alternate), .ss_flags = 0};
@@ -123,22 +131,36 @@ void mp_set_crash_fd(int fd) { crash_fd = fd; }
 
 // MARK: Leaving a child
 
+// Called through pointers, which the loader fills at start-up, rather than
+// through lazily bound PLT entries: a forked child would bind each anew
+// (a symbol lookup and a copied page), on its way out.
+// Volatile, so the compiler does not turn the calls back into direct ones.
+static void (*volatile const exit_function)(int) = exit;
+static void (*volatile const immediate_exit_function)(int) = _exit;
+#if defined(__GLIBC__)
+static int (*volatile const on_exit_function)(void (*)(int, void *), void *) = on_exit;
+#endif
+
 // Ends the exit at this handler, with the status given to `exit`: handlers
 // registered before it (inherited) are skipped, those after it have run.
 static void skip_inherited_handlers(int status, void *unused) {
     (void)unused;
     fflush(NULL);
-    _exit(status);
+    immediate_exit_function(status);
+    __builtin_unreachable();
 }
 
 #if defined(__GLIBC__)
-void mp_mark_exit_handlers(void) { on_exit(skip_inherited_handlers, NULL); }
+void mp_mark_exit_handlers(void) { on_exit_function(skip_inherited_handlers, NULL); }
 #else
 static void skip_inherited_handlers_without_status(void) { skip_inherited_handlers(0, NULL); }
 void mp_mark_exit_handlers(void) { atexit(skip_inherited_handlers_without_status); }
 #endif
 
-void mp_exit_running_own_handlers(int code) { exit(code); }
+void mp_exit_running_own_handlers(int code) {
+    exit_function(code);
+    __builtin_unreachable();
+}
 
 // MARK: The executable's symbol table
 

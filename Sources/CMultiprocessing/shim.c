@@ -375,6 +375,15 @@ void mp_bind_forked_child_symbols(void) {
 #endif
     (void)getppid();
     (void)write(-1, "", 0);
+    // What a forked child's crash handler and exit call first (runtime.c).
+    sigset_t set;
+    sigemptyset(&set);
+    struct sigaction action;
+    volatile size_t size = sizeof(action);  // a real call to memset, not an inlined one
+    memset(&action, 0, size);
+    (void)sigaction(SIGSEGV, NULL, &action);
+    stack_t stack;
+    (void)sigaltstack(NULL, &stack);
 }
 
 void mp_exit_now(int code) {

@@ -12,6 +12,10 @@ extern "C" {
 /// The first bytes of a crash report in a child's result file.
 #define MP_CRASH_MAGIC "swift-multiprocessing crash report\n"
 
+/// Loads the unwinder a crash report uses (the first `backtrace()` dlopens
+/// libgcc_s): in a parent, once, so that forked children inherit it.
+void mp_load_unwinder(void);
+
 /// Catches SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT and SIGSYS: the
 /// handler writes the signal, the faulting address and the first frames
 /// (`backtrace_symbols_fd`) to `fd`, then re-raises the signal with its

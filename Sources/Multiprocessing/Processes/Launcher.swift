@@ -195,6 +195,9 @@ enum Launcher {
     /// exits): a third of a forked child's cost. Starts no thread.
     static let warmedForForkedChildren: Void = {
         mp_bind_forked_child_symbols()
+        if CrashReport.wantedForChildren { mp_load_unwinder() }
+        // A String passed to C, as the child passes its name to the crash handler.
+        precondition(strlen(String(repeating: "x", count: 1)) == 1)
         let (outcome, _) = runSynchronously { await performUnspecialized(WarmUpTask()) }
         var frame: [UInt8] = [0, 0, 0, 0]
         try? outcome.append(to: &frame)
