@@ -46,7 +46,7 @@ struct Job: Codable {
 /// by SIGKILL, and without PR_SET_PDEATHSIG (which fires when the *thread*
 /// that started the child exits).
 enum Lifeline {
-    private static let ends = Mutex<(read: Int32, write: Int32)?>(nil)
+    private static let ends = ForkSafeMutex<(read: Int32, write: Int32)?>(nil)
     /// The read end once made (-1 before): read without taking the lock,
     /// which would write to memory around every fork.
     private static let madeReadEnd = Atomic<Int32>(-1)
@@ -223,7 +223,7 @@ enum Launcher {
     private static func outputType<T: ProcessTask>(of type: T.Type) -> Any.Type { T.Output.self }
 
     /// Where the lookup's result goes, so that it is not optimized away.
-    private static let resolvedOutput = Mutex<ObjectIdentifier?>(nil)
+    private static let resolvedOutput = ForkSafeMutex<ObjectIdentifier?>(nil)
 
     static func direct(pid: pid_t) -> LaunchedChild {
         let pidfd = mp_pidfd_open(pid)
@@ -238,7 +238,7 @@ enum ForkServer {
         var pid: pid_t
     }
 
-    private static let server = Mutex<Server?>(nil)
+    private static let server = ForkSafeMutex<Server?>(nil)
 
     /// Asks the server for a worker holding `fds` at MP_FD_JOB, MP_FD_RESULT and
     /// MP_FD_FIRST_EXTRA on. The server is started on first use, and started
@@ -350,7 +350,7 @@ private struct WarmUpTask: ProcessTask {
 
 /// What the parent knows of the program's entry point, from its executable's symbol table.
 enum ProgramEntry {
-    private static let warned = Mutex(false)
+    private static let warned = ForkSafeMutex(false)
 
     /// Says once, on standard error, that fork-server children will not see the globals of main.swift.
     static func warnGlobalsUnseenByForkServer() {

@@ -57,7 +57,7 @@ public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
     /// method that is safe in any program (Python's `get_start_method()`).
     public static var `default`: StartMethod { chosenDefault.withLock { $0 } ?? .forkserver }
 
-    private static let chosenDefault = Mutex<StartMethod?>(nil)
+    private static let chosenDefault = ForkSafeMutex<StartMethod?>(nil)
 
     /// Sets the program-wide ``default``, once (Python's `set_start_method`).
     ///

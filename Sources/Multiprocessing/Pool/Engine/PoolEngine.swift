@@ -378,7 +378,7 @@ enum PoolExit {
         weak var engine: PoolEngine?
     }
 
-    private static let engines = Mutex<[Entry]>([])
+    private static let engines = ForkSafeMutex<[Entry]>([])
     private static let exiting = Atomic(false)
     private static let hookInstalled = Atomic(false)
 
