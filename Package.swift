@@ -41,7 +41,8 @@ let package = Package(
             name: "Pipeline", dependencies: ["Multiprocessing"], path: "Examples/Pipeline", exclude: ["pipeline.py"]),
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
-            name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
+            name: "MultiprocessingTestPrograms",
+            dependencies: ["Multiprocessing", .product(name: "Logging", package: "swift-log")], path: "Tests/Programs"),
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: [

@@ -92,6 +92,22 @@ int mp_pidfd_send_signal(int pidfd, int sig) {
 #endif
 }
 
+void mp_set_thread_name(const char *name) {
+#if defined(__linux__)
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)pthread_setname_np(name);
+#endif
+}
+
+int mp_current_thread_id(void) {
+#if defined(__linux__)
+    return (int)syscall(SYS_gettid);
+#else
+    return -1;
+#endif
+}
+
 long mp_thread_count(void) {
     DIR *dir = opendir("/proc/self/task");
     if (!dir) return -1;
@@ -253,6 +269,11 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, 
 
 static void *lifeline_watch(void *arg) {
     int fd = (int)(intptr_t)arg;
+#if defined(__linux__)
+    // The library's threads are named "mp-...": a fork does not count them
+    // as the program's (see ThreadCensus).
+    (void)prctl(PR_SET_NAME, "mp-lifeline", 0, 0, 0);
+#endif
     struct pollfd p = {.fd = fd, .events = POLLIN};
     for (;;) {
         int r = poll(&p, 1, -1);
@@ -281,6 +302,11 @@ int mp_watch_lifeline(int fd) {
     return err;
 }
 
+static int is_crash_signal(int sig) {
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGABRT
+        || sig == SIGSYS;
+}
+
 void mp_reset_signals(void) {
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
@@ -291,7 +317,14 @@ void mp_reset_signals(void) {
         struct sigaction current;
         if (sigaction(sig, NULL, &current) != 0) continue;  // not a signal here
         if (current.sa_handler == SIG_DFL && !(current.sa_flags & SA_SIGINFO)) continue;
+        // The library ignores SIGPIPE once, process-wide, before it first
+        // writes to a pipe (Platform.ignoreBrokenPipeSignal); a forked child
+        // inherits that "once" as done, so restoring the default would let a
+        // write to a pipe whose reader is gone kill it instead of failing.
         if (sig == SIGPIPE && current.sa_handler == SIG_IGN) continue;
+        // A crash reporter (Swift's backtracer when SWIFT_BACKTRACE asks for
+        // it, or the library's own) is kept: the child replaces it or wants it.
+        if (is_crash_signal(sig) && current.sa_handler != SIG_IGN) continue;
         sigaction(sig, &dfl, NULL);
     }
     sigset_t none;

@@ -178,6 +178,10 @@ enum Launcher {
             throw Platform.error("fork", code)
         }
         if pid == 0 {
+            // The caller's mask and handlers are not the child's: with SIGCHLD
+            // blocked it would never see its own children end, with SIGTERM
+            // ignored terminate() could not stop it.
+            mp_reset_signals()
             ChildRuntime.becomeForkedChild(identity: identity, forkedFromMainThread: fromMainThread)
             // The parent's exit handlers are not the child's; its own run at its exit.
             mp_mark_exit_handlers()

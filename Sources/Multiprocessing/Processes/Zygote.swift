@@ -39,6 +39,10 @@ final class Zygote: Sendable {
             throw Platform.error("fork", code)
         }
         if pid == 0 {
+            // The zygote and the workers it forks start clean, whatever the
+            // caller had blocked or ignored: with SIGCHLD blocked the zygote
+            // would never learn that a worker exited.
+            mp_reset_signals()
             Platform.close(pair[0])
             let parent = getppid()
             ChildRuntime.forgetParentAfterFork()

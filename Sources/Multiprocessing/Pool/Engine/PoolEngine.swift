@@ -88,7 +88,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
             throw error
         }
         PoolExit.register(self)
-        startThreadRunning { self.serve() }
+        startThreadRunning(named: ThreadCensus.poolEngineThreadName) { self.serve() }
     }
 
     // MARK: PoolBackend
