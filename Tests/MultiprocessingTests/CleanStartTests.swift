@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+import Testing
+
+extension ProcessSuites {
+    @Suite("Processes the library starts begin clean", .serialized, .timeLimit(.minutes(2)))
+    struct CleanStartTests {
+        @Test(
+            "started with SIGCHLD and SIGTERM blocked and SIGTERM ignored, a program's ForkingPool ends and terminate() stops its .fork and .forkserver children"
+        )
+        func signalsBlockedAtStart() throws {
+            let run = try runTestProgram(
+                ["started-with-signals-blocked"], blocking: [SIGCHLD, SIGTERM], ignoring: [SIGTERM],
+                timeout: .seconds(30))
+            let report = "\(run.output)\n\(run.errors)"
+            #expect(!run.timedOut, "\(report)")
+            #expect(run.status == 0, "\(report)")
+            #expect(run.elapsed < .seconds(10), "\(run.elapsed)")
+            #expect(run.output.contains("started with SIGCHLD blocked: true"), "\(report)")
+            #expect(run.output.contains("forking pool map: true"), "\(report)")
+            #expect(run.output.contains("forking pool joined"), "\(report)")
+            #expect(run.output.contains("fork child value: 42"), "\(report)")
+            #expect(run.output.contains("fork child terminated: killed by SIGTERM"), "\(report)")
+            #expect(run.output.contains("forkserver child terminated: killed by SIGTERM"), "\(report)")
+        }
+
+        @Test("ForkingPool workers that exit normally (maxTasksPerWorker: 1, then close()) exit with code 0, silently")
+        func recycledForkingPoolWorkersExitCleanly() throws {
+            let run = try runTestProgram(["forking-pool-recycles"], blocking: [], ignoring: [], timeout: .seconds(60))
+            let report = "\(run.output)\n\(run.errors)"
+            #expect(!run.timedOut, "\(report)")
+            #expect(run.status == 0, "\(report)")
+            #expect(run.output.contains("squares true"), "\(report)")
+            #expect(!run.errors.contains("Fatal error"), "\(report)")
+            let exits = run.output.split(separator: "\n").filter { $0.hasPrefix("log: pool worker exited") }
+            // 20 items, one per worker, and the 2 workers standing at close().
+            #expect(exits.count >= 20, "\(report)")
+            for line in exits {
+                #expect(line.contains("status=exited with code 0"), "\(line)")
+            }
+        }
+    }
+}
