@@ -43,10 +43,13 @@ let package = Package(
         .executableTarget(
             name: "MultiprocessingTestPrograms",
             dependencies: ["Multiprocessing", .product(name: "Logging", package: "swift-log")], path: "Tests/Programs"),
+        // An async main.swift: the closure forms' recipes for async programs.
+        .executableTarget(
+            name: "MultiprocessingAsyncTestProgram", dependencies: ["Multiprocessing"], path: "Tests/AsyncProgram"),
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: [
-                "Multiprocessing", "MultiprocessingTestPrograms", .product(name: "Logging", package: "swift-log"),
+                "Multiprocessing", "MultiprocessingTestPrograms", "MultiprocessingAsyncTestProgram", .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

@@ -100,6 +100,15 @@ void mp_set_thread_name(const char *name) {
 #endif
 }
 
+void mp_name_thread(pthread_t thread, const char *name) {
+#if defined(__linux__)
+    (void)pthread_setname_np(thread, name);
+#else
+    (void)thread;
+    (void)name;
+#endif
+}
+
 int mp_current_thread_id(void) {
 #if defined(__linux__)
     return (int)syscall(SYS_gettid);
@@ -298,7 +307,13 @@ int mp_watch_lifeline(int fd) {
     int err = pthread_create(&thread, &attr, lifeline_watch, (void *)(intptr_t)fd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    if (err == 0) atomic_fetch_add(&own_threads, 1);
+    if (err == 0) {
+        atomic_fetch_add(&own_threads, 1);
+#if defined(__linux__)
+        // Also named here, so that a fork right after already sees it as the library's.
+        (void)pthread_setname_np(thread, "mp-lifeline");
+#endif
+    }
     return err;
 }
 

@@ -28,7 +28,7 @@ extension ProcessSuites {
 
         @Test("ForkingPool workers that exit normally (maxTasksPerWorker: 1, then close()) exit with code 0, silently")
         func recycledForkingPoolWorkersExitCleanly() throws {
-            let run = try runTestProgram(["forking-pool-recycles"], blocking: [], ignoring: [], timeout: .seconds(60))
+            let run = try runTestProgram(["forking-pool-recycles"], timeout: .seconds(60))
             let report = "\(run.output)\n\(run.errors)"
             #expect(!run.timedOut, "\(report)")
             #expect(run.status == 0, "\(report)")
@@ -40,6 +40,26 @@ extension ProcessSuites {
             for line in exits {
                 #expect(line.contains("status=exited with code 0"), "\(line)")
             }
+        }
+
+        @Test("in an async main, ForkingPools made before the first await and the closure forms with allowingOtherThreads: true work; a late fork is refused, naming the threads")
+        func closureFormsInAnAsyncProgram() throws {
+            let run = try runTestProgram([], program: "MultiprocessingAsyncTestProgram", timeout: .seconds(60))
+            let report = "\(run.output)\n\(run.errors)"
+            #expect(!run.timedOut, "\(report)")
+            #expect(run.status == 0, "\(report)")
+            for line in [
+                "early pool map: true", "second pool apply: 7", "late fork child refused: true", "risky pool map: true",
+                "risky pool terminated", "fork child value: 42", "fork child terminated: killed by SIGTERM", "done",
+            ] {
+                #expect(run.output.contains(line), "\(line): \(report)")
+            }
+            let refusal = try #require(run.output.split(separator: "\n").first { $0.hasPrefix("late pool refused") })
+            #expect(refusal.hasPrefix("late pool refused: true: fork refused"), "\(refusal)")
+            #expect(refusal.contains("of Dispatch, which runs Swift concurrency's tasks"), "\(refusal)")
+            #expect(refusal.contains("the main thread"), "\(refusal)")
+            // The library's own threads (the two early pools' engines) are not counted.
+            #expect(!refusal.contains("mp-"), "\(refusal)")
         }
     }
 }

@@ -2,6 +2,7 @@
 #ifndef MP_PLATFORM_H
 #define MP_PLATFORM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -69,6 +70,9 @@ __attribute__((noreturn)) void mp_exit_now(int code);
 void mp_reset_signals(void);
 /// Names the calling thread (at most 15 bytes are kept on Linux).
 void mp_set_thread_name(const char *name);
+/// Names another thread of this process (Linux only; elsewhere a thread
+/// names itself with mp_set_thread_name).
+void mp_name_thread(pthread_t thread, const char *name);
 /// The calling thread's id (gettid), as /proc/self/task names it; -1 where
 /// there is none.
 int mp_current_thread_id(void);

@@ -110,4 +110,9 @@ func startThreadRunning(named name: String, _ body: @escaping @Sendable () -> Vo
         }, box)
     pthread_attr_destroy(&attributes)
     precondition(result == 0, "pthread_create failed: \(Platform.errorName(result))")
+    // Named before this returns, as well as by itself: a fork right after
+    // (a second ForkingPool) must already see it as the library's.
+    #if canImport(Glibc)
+        mp_name_thread(thread, name)
+    #endif
 }

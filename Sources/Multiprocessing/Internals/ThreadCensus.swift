@@ -17,6 +17,9 @@ struct ThreadCensus {
     static let blockingThreadName = "mp-blocking"
     static let ownPrefix = "mp-"
 
+    /// The main thread's entry in ``others``, when the caller is another thread.
+    static let mainThreadLabel = "the main thread"
+
     /// How many of the library's own threads run, besides the caller.
     var own = 0
     /// The names of the other threads, besides the caller.
@@ -39,7 +42,11 @@ struct ThreadCensus {
             }
             guard let tid = Int32(name), tid != caller else { continue }
             let comm = threadName(tid)
-            if comm.hasPrefix(ownPrefix) {
+            if tid == getpid() {
+                // The caller runs elsewhere: an async main's code runs on
+                // Dispatch's threads while the main thread waits in its loop.
+                census.others.append(mainThreadLabel)
+            } else if comm.hasPrefix(ownPrefix) {
                 census.own += 1
             } else {
                 census.others.append(comm)
@@ -48,10 +55,36 @@ struct ThreadCensus {
         return census
     }
 
-    /// The other threads for a message: `"worker" ×2, "main"`, most common first.
+    /// The other threads for a message: Dispatch's (whose names end in
+    /// `qos` or `overcommit`: Swift concurrency's tasks run on them) apart
+    /// from the rest, each name with its count, most common first.
     var othersDescription: String {
+        let dispatch = others.filter(Self.isDispatchThread)
+        let rest = others.filter { !Self.isDispatchThread($0) && $0 != Self.mainThreadLabel }
+        var parts: [String] = []
+        if others.contains(Self.mainThreadLabel) {
+            parts.append("the main thread (an async main leaves it waiting in Dispatch's main loop)")
+        }
+        if !dispatch.isEmpty {
+            parts.append(
+                "\(dispatch.count) of Dispatch, which runs Swift concurrency's tasks (\(Self.counted(dispatch)))")
+        }
+        if !rest.isEmpty {
+            let program = String(cString: mp_program_name())
+            let hint = rest.contains { !program.isEmpty && program.hasPrefix($0) }
+                ? ", named like the program: started by it or a library it uses" : ""
+            parts.append("\(rest.count) more (\(Self.counted(rest))\(hint))")
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    private static func isDispatchThread(_ name: String) -> Bool {
+        name.hasSuffix("qos") || name.hasSuffix("overcommit") || name.hasPrefix("com.apple.")
+    }
+
+    private static func counted(_ names: [String]) -> String {
         var counts: [String: Int] = [:]
-        for name in others { counts[name, default: 0] += 1 }
+        for name in names { counts[name, default: 0] += 1 }
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .map { $0.value == 1 ? "\"\($0.key)\"" : "\"\($0.key)\" ×\($0.value)" }
             .joined(separator: ", ")

@@ -74,8 +74,7 @@ func refuseForkWithOtherThreads(alternatives: String) throws {
     guard others > 0 else { return }
     throw MultiprocessingError(
         .unsafeFork,
-        "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") (\(census.othersDescription); "
-            + "threads named like the program are usually Swift concurrency's or Dispatch's, started by an async "
-            + "main or a Task), and a forked child deadlocks if one of them held a runtime lock at the fork. "
+        "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") besides the library's own: "
+            + "\(census.othersDescription). A forked child deadlocks if one of them held a runtime lock at the fork. "
             + alternatives + " to accept the risk")
 }

@@ -86,17 +86,19 @@ func runTestProgram(_ arguments: [String]) throws -> (status: Int32, output: Str
     return (process.terminationStatus, output)
 }
 
-/// Runs the test programs' executable as a parent may start it: with
+/// Runs a test program (by default the test programs' executable,
+/// `Tests/Programs`) as a parent may start it: with
 /// `blocked` signals in its mask (posix_spawnattr_setsigmask) and `ignored`
 /// ones at SIG_IGN (set by a shell's `trap ''` before it execs the program;
 /// both survive exec). Kills it after `timeout`. Returns its wait status,
 /// standard output and standard error, and how long it ran.
 func runTestProgram(
-    _ arguments: [String], blocking blocked: [Int32], ignoring ignored: [Int32], timeout: Duration
+    _ arguments: [String], program name: String = "MultiprocessingTestPrograms", blocking blocked: [Int32] = [],
+    ignoring ignored: [Int32] = [], timeout: Duration
 ) throws -> (status: Int32, output: String, errors: String, elapsed: Duration, timedOut: Bool) {
     let directory = (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") as NSString)
         .deletingLastPathComponent
-    let program = directory + "/MultiprocessingTestPrograms"
+    let program = directory + "/" + name
     let traps = ignored.map { "trap '' \($0); " }.joined()
     let argv = ["/bin/sh", "-c", traps + "exec \"$0\" \"$@\"", program] + arguments
     var outPipe: [Int32] = [0, 0]
