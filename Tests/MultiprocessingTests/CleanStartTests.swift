@@ -42,7 +42,9 @@ extension ProcessSuites {
             }
         }
 
-        @Test("in an async main, ForkingPools made before the first await and the closure forms with allowingOtherThreads: true work; a late fork is refused, naming the threads")
+        @Test(
+            "in an async main, ForkingPools made before the first await and the closure forms with allowingOtherThreads: true work; a late fork is refused, naming the threads"
+        )
         func closureFormsInAnAsyncProgram() throws {
             let run = try runTestProgram([], program: "MultiprocessingAsyncTestProgram", timeout: .seconds(60))
             let report = "\(run.output)\n\(run.errors)"

@@ -71,7 +71,8 @@ struct ThreadCensus {
         }
         if !rest.isEmpty {
             let program = String(cString: mp_program_name())
-            let hint = rest.contains { !program.isEmpty && program.hasPrefix($0) }
+            let hint =
+                rest.contains { !program.isEmpty && program.hasPrefix($0) }
                 ? ", named like the program: started by it or a library it uses" : ""
             parts.append("\(rest.count) more (\(Self.counted(rest))\(hint))")
         }
