@@ -298,7 +298,6 @@ int mp_watch_lifeline(int fd) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t all, old;
     sigfillset(&all);
     // The watcher must never run a signal handler meant for the program.
@@ -310,9 +309,11 @@ int mp_watch_lifeline(int fd) {
     if (err == 0) {
         atomic_fetch_add(&own_threads, 1);
 #if defined(__linux__)
-        // Also named here, so that a fork right after already sees it as the library's.
+        // Also named here, so that a fork right after already sees it as the
+        // library's; detached only then, so it cannot have ended and been freed.
         (void)pthread_setname_np(thread, "mp-lifeline");
 #endif
+        pthread_detach(thread);
     }
     return err;
 }

@@ -91,7 +91,6 @@ func startThreadRunning(named name: String, _ body: @escaping @Sendable () -> Vo
     ).toOpaque()
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
     #if canImport(Glibc)
         var thread = pthread_t()
     #else
@@ -111,8 +110,12 @@ func startThreadRunning(named name: String, _ body: @escaping @Sendable () -> Vo
     pthread_attr_destroy(&attributes)
     precondition(result == 0, "pthread_create failed: \(Platform.errorName(result))")
     // Named before this returns, as well as by itself: a fork right after
-    // (a second ForkingPool) must already see it as the library's.
+    // (a second ForkingPool) must already see it as the library's. Detached
+    // only then, so that the thread cannot have ended and been freed.
     #if canImport(Glibc)
         mp_name_thread(thread, name)
+        pthread_detach(thread)
+    #else
+        if let thread { pthread_detach(thread) }
     #endif
 }

@@ -141,7 +141,10 @@ enum Launcher {
             // its first start with one thread, as this process does: top-level
             // code takes the same path in every run, so threads here (an async
             // main's, say) would be there too, and it could not fork safely.
-            if mode != "forkserver" || mp_thread_count() <= 1 {
+            // The library's own threads do not count: they come with processes
+            // already started (a joined pool's engine may still be ending), so
+            // the server, which takes over at the first start, has none.
+            if mode != "forkserver" || ThreadCensus.take().others.isEmpty {
                 flags += "m"
             } else {
                 ProgramEntry.warnGlobalsUnseenByForkServer()
