@@ -24,7 +24,7 @@
 ///
 /// - Important: A program's own `Synchronization.Mutex` used in a forked
 ///   child (a ForkingPool's closure, a `.fork` closure child) is exposed to
-///   the same fault.
+///   the same fault (inferred from the mechanism, not yet shown by a test).
 final class ForkSafeMutex<Value: ~Copyable>: @unchecked Sendable {
     // @unchecked: `value` is only reached with `mutex` held.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
