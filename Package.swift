@@ -41,13 +41,19 @@ let package = Package(
             name: "Pipeline", dependencies: ["Multiprocessing"], path: "Examples/Pipeline", exclude: ["pipeline.py"]),
         // Whole programs the tests run, for behaviour only a program shows (its exit, its start-up).
         .executableTarget(
-            name: "MultiprocessingTestPrograms", dependencies: ["Multiprocessing"], path: "Tests/Programs"),
+            name: "MultiprocessingTestPrograms",
+            dependencies: ["Multiprocessing", .product(name: "Logging", package: "swift-log")], path: "Tests/Programs"),
+        // Async main.swift programs: one's globals under every start method, the closure forms' recipes.
         .executableTarget(
             name: "MultiprocessingAsyncTestProgram", dependencies: ["Multiprocessing"], path: "Tests/AsyncProgram"),
+        .executableTarget(
+            name: "MultiprocessingAsyncClosureProgram", dependencies: ["Multiprocessing"],
+            path: "Tests/AsyncClosureProgram"),
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: [
-                "Multiprocessing", "MultiprocessingTestPrograms", "MultiprocessingAsyncTestProgram", .product(name: "Logging", package: "swift-log"),
+                "Multiprocessing", "MultiprocessingTestPrograms", "MultiprocessingAsyncTestProgram",
+                "MultiprocessingAsyncClosureProgram", .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

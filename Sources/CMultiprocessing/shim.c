@@ -124,6 +124,31 @@ int mp_pidfd_exit_status(int pidfd, int *status) {
 #endif
 }
 
+void mp_set_thread_name(const char *name) {
+#if defined(__linux__)
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)pthread_setname_np(name);
+#endif
+}
+
+void mp_name_thread(pthread_t thread, const char *name) {
+#if defined(__linux__)
+    (void)pthread_setname_np(thread, name);
+#else
+    (void)thread;
+    (void)name;
+#endif
+}
+
+int mp_current_thread_id(void) {
+#if defined(__linux__)
+    return (int)syscall(SYS_gettid);
+#else
+    return -1;
+#endif
+}
+
 long mp_thread_count(void) {
     DIR *dir = opendir("/proc/self/task");
     if (!dir) return -1;
@@ -285,6 +310,11 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, 
 
 static void *lifeline_watch(void *arg) {
     int fd = (int)(intptr_t)arg;
+#if defined(__linux__)
+    // The library's threads are named "mp-...": a fork does not count them
+    // as the program's (see ThreadCensus).
+    (void)prctl(PR_SET_NAME, "mp-lifeline", 0, 0, 0);
+#endif
     struct pollfd p = {.fd = fd, .events = POLLIN};
     for (;;) {
         int r = poll(&p, 1, -1);
@@ -300,7 +330,6 @@ int mp_watch_lifeline(int fd) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t all, old;
     sigfillset(&all);
     // The watcher must never run a signal handler meant for the program.
@@ -309,8 +338,21 @@ int mp_watch_lifeline(int fd) {
     int err = pthread_create(&thread, &attr, lifeline_watch, (void *)(intptr_t)fd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    if (err == 0) atomic_fetch_add(&own_threads, 1);
+    if (err == 0) {
+        atomic_fetch_add(&own_threads, 1);
+#if defined(__linux__)
+        // Also named here, so that a fork right after already sees it as the
+        // library's; detached only then, so it cannot have ended and been freed.
+        (void)pthread_setname_np(thread, "mp-lifeline");
+#endif
+        pthread_detach(thread);
+    }
     return err;
+}
+
+static int is_crash_signal(int sig) {
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGABRT
+        || sig == SIGSYS;
 }
 
 void mp_reset_signals(void) {
@@ -323,7 +365,14 @@ void mp_reset_signals(void) {
         struct sigaction current;
         if (sigaction(sig, NULL, &current) != 0) continue;  // not a signal here
         if (current.sa_handler == SIG_DFL && !(current.sa_flags & SA_SIGINFO)) continue;
+        // The library ignores SIGPIPE once, process-wide, before it first
+        // writes to a pipe (Platform.ignoreBrokenPipeSignal); a forked child
+        // inherits that "once" as done, so restoring the default would let a
+        // write to a pipe whose reader is gone kill it instead of failing.
         if (sig == SIGPIPE && current.sa_handler == SIG_IGN) continue;
+        // A crash reporter (Swift's backtracer when SWIFT_BACKTRACE asks for
+        // it, or the library's own) is kept: the child replaces it or wants it.
+        if (is_crash_signal(sig) && current.sa_handler != SIG_IGN) continue;
         sigaction(sig, &dfl, NULL);
     }
     sigset_t none;

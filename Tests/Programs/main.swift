@@ -5,6 +5,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Logging
 import Multiprocessing
 
 // Top-level constants, as every Swift script keeps them: a child sees their
@@ -45,6 +46,11 @@ struct RegistersExitHandler: ProcessTask {
         }
         print("unflushed output of \(currentProcess.name); ", terminator: "")
     }
+}
+
+/// Waits for a signal, for ever.
+struct PauseForever: ProcessTask {
+    func run() { while true { pause() } }
 }
 
 /// Says which start method started the process that runs it.
@@ -126,6 +132,46 @@ case "main-globals":
         pool.close()
         pool.join()
     }
+case "started-with-signals-blocked":
+    // The test starts this program with SIGCHLD and SIGTERM blocked and
+    // SIGTERM ignored, as a parent may leave them: the processes the library
+    // starts must not inherit that.
+    var mask = sigset_t()
+    pthread_sigmask(SIG_BLOCK, nil, &mask)
+    print("started with SIGCHLD blocked: \(sigismember(&mask, SIGCHLD) == 1)")
+    let pool = try ForkingPool(workers: 2) { (n: Int) in n + 1 }
+    print("forking pool map: \(try pool.map(Array(0..<10), chunkSize: 1).get() == Array(1...10))")
+    pool.close()
+    pool.join()
+    print("forking pool joined")
+    let quick = try ChildProcess(startMethod: .fork) { 42 }
+    try quick.start()
+    _ = try quick.join()
+    print("fork child value: \(try quick.value)")
+    let forked = try ChildProcess(startMethod: .fork) { () async throws -> Void in
+        while true { pause() }
+    }
+    try forked.start()
+    try forked.terminate()
+    _ = try forked.join()
+    print("fork child terminated: \(forked.terminationStatus.map(String.init(describing:)) ?? "running")")
+    let served = try ChildProcess(PauseForever(), startMethod: .forkserver)
+    try served.start()
+    try served.terminate()
+    _ = try served.join()
+    print("forkserver child terminated: \(served.terminationStatus.map(String.init(describing:)) ?? "running")")
+case "forking-pool-recycles":
+    // Workers that exit normally (recycled after one item, then at close)
+    // must exit cleanly: the test reads this program's standard error, and
+    // the pool logs each worker's exit status.
+    var logger = Logger(label: "pool") { _ in PrintingLogHandler() }
+    logger.logLevel = .debug
+    let options = PoolOptions(maxTasksPerWorker: 1, logger: logger)
+    let pool = try ForkingPool(workers: 2, options: options) { (n: Int) in n * n }
+    let squares = try pool.map(Array(0..<20), chunkSize: 1).get()
+    pool.close()
+    pool.join()
+    print("squares \(squares == (0..<20).map { $0 * $0 })")
 default:
     print("unknown scenario: \(arguments.first ?? "none")")
     exit(2)

@@ -2,6 +2,7 @@
 #ifndef MP_PLATFORM_H
 #define MP_PLATFORM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -69,8 +70,17 @@ __attribute__((noreturn)) void mp_exit_now(int code);
 /// Gives the calling thread an empty signal mask and every signal its default
 /// disposition, whatever the process that started it had blocked or caught;
 /// SIGPIPE stays ignored if it was (the library writes to pipes whose reader
-/// may be gone). For a process the library starts by forking.
+/// may be gone), and a handler of a crash signal (SIGSEGV, SIGABRT...) stays:
+/// it is a crash reporter. For a process the library starts by forking.
 void mp_reset_signals(void);
+/// Names the calling thread (at most 15 bytes are kept on Linux).
+void mp_set_thread_name(const char *name);
+/// Names another thread of this process (Linux only; elsewhere a thread
+/// names itself with mp_set_thread_name).
+void mp_name_thread(pthread_t thread, const char *name);
+/// The calling thread's id (gettid), as /proc/self/task names it; -1 where
+/// there is none.
+int mp_current_thread_id(void);
 /// Number of threads this library started in the current process.
 int mp_own_thread_count(void);
 

@@ -33,8 +33,8 @@ public final class Connection: @unchecked Sendable {
     // `reader`, writes by `writeLock`, and closing by `closed`.
     let readFD: Int32
     let writeFD: Int32
-    private let reader: Mutex<FrameReader>
-    private let writeLock = Mutex(())
+    private let reader: ForkSafeMutex<FrameReader>
+    private let writeLock = ForkSafeMutex(())
     private let closed = Atomic(false)
 
     private let sizeLimit: Atomic<Int>
@@ -58,7 +58,7 @@ public final class Connection: @unchecked Sendable {
         self.writeFD = writeFD
         sizeLimit = Atomic(maximumMessageSize)
         carriesDescriptors = Self.isSocket(readFD >= 0 ? readFD : writeFD)
-        reader = Mutex(
+        reader = ForkSafeMutex(
             FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16, carriesDescriptors: carriesDescriptors))
         Platform.ignoreBrokenPipeSignal()
     }

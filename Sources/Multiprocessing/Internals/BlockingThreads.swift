@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CMultiprocessing
 import Synchronization
 
 /// Dedicated threads for blocking system calls made on behalf of async code.
@@ -54,7 +55,7 @@ final class BlockingThreads: @unchecked Sendable {
         }
         if startThread {
             Self.started.store(true, ordering: .relaxed)
-            startThreadRunning { self.serve() }
+            startThreadRunning(named: ThreadCensus.blockingThreadName) { self.serve() }
         }
     }
 
@@ -79,12 +80,17 @@ private final class ThreadBody {
     init(_ body: @escaping () -> Void) { self.body = body }
 }
 
-/// Starts a detached pthread running `body`.
-func startThreadRunning(_ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+/// Starts a detached pthread running `body`, named `name` (at most 15
+/// bytes: what `top -H` and /proc/self/task/*/comm show).
+func startThreadRunning(named name: String, _ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(
+        ThreadBody {
+            mp_set_thread_name(name)
+            body()
+        }
+    ).toOpaque()
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
     #if canImport(Glibc)
         var thread = pthread_t()
     #else
@@ -103,4 +109,13 @@ func startThreadRunning(_ body: @escaping @Sendable () -> Void) {
         }, box)
     pthread_attr_destroy(&attributes)
     precondition(result == 0, "pthread_create failed: \(Platform.errorName(result))")
+    // Named before this returns, as well as by itself: a fork right after
+    // (a second ForkingPool) must already see it as the library's. Detached
+    // only then, so that the thread cannot have ended and been freed.
+    #if canImport(Glibc)
+        mp_name_thread(thread, name)
+        pthread_detach(thread)
+    #else
+        if let thread { pthread_detach(thread) }
+    #endif
 }

@@ -25,8 +25,10 @@ import CMultiprocessing
 ///
 /// - Important: The zygote is made with `fork()`, so creating the pool throws
 ///   `.unsafeFork` when the process runs other threads (see
-///   ``StartMethod/fork``); create it early, before starting threads, or pass
-///   `allowingOtherThreads: true` to accept the risk.
+///   ``StartMethod/fork``); create it early, before starting threads (in an
+///   async `main.swift`, before the first `await`), or pass
+///   `allowingOtherThreads: true` to accept the risk. Other pools' threads
+///   do not count: a program may make several ForkingPools.
 public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Sendable>: Sendable {
     private let pool: ProcessPool
     private let kind: Result<PoolWorkKind, any Error>

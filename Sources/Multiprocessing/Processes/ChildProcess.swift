@@ -40,7 +40,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         var launch: (@Sendable (ProcessIdentity) throws -> LaunchedChild)?
     }
 
-    let state: Mutex<State>
+    let state: ForkSafeMutex<State>
     private let waitLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     private static let counter = Atomic(0)
@@ -52,7 +52,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         let number = Self.counter.add(1, ordering: .relaxed).newValue
         self.name = name ?? "ChildProcess-\(number)"
         self.startMethod = startMethod
-        state = Mutex(State(daemon: daemon, launch: launch))
+        state = ForkSafeMutex(State(daemon: daemon, launch: launch))
         pthread_mutex_init(waitLock, nil)
     }
 

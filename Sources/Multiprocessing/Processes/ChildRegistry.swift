@@ -14,7 +14,7 @@ import Synchronization
 final class ChildRegistry: Sendable {
     static let shared = ChildRegistry()
 
-    private let children = Mutex<[ObjectIdentifier: AnyChildProcess]>([:])
+    private let children = ForkSafeMutex<[ObjectIdentifier: AnyChildProcess]>([:])
     private let exitHookInstalled = Atomic(false)
 
     func add(_ child: AnyChildProcess) {

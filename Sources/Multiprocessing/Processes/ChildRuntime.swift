@@ -123,6 +123,7 @@ enum ChildRuntime {
     @discardableResult
     static func forgetParentAfterFork() -> Int32? {
         ForkServer.forgetAfterFork()
+        Zygote.forgetAfterFork()
         ChildRegistry.shared.forgetAfterFork()
         BlockingThreads.forgetAfterFork()
         return Lifeline.forgetAfterFork()

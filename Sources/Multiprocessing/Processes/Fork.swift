@@ -21,6 +21,13 @@ public enum ForkResult: Hashable, Sendable {
 /// parent's ``ChildProcess`` objects, fork server or lifeline. The parent must
 /// wait for the child (``waitForProcess(_:)``), as with `os.fork`.
 ///
+/// The child keeps the calling thread's signal mask and the process's signal
+/// handlers, as `os.fork` does. Every other process the library starts (a
+/// ``ChildProcess`` with any start method, pool workers, a ``ForkingPool``'s
+/// zygote, the fork server) begins with no signal blocked and every signal at
+/// its default disposition instead, whatever this process had blocked or
+/// ignored (SIGPIPE stays ignored if it was).
+///
 /// - Parameter allowingOtherThreads: `true` to fork even though other threads
 ///   run. See ``StartMethod/fork`` for why this risks a silent deadlock in the child.
 /// - Returns: `.parent(childPID:)` in the parent, `.child` in the child.
@@ -58,15 +65,16 @@ public func waitForProcess(_ pid: Int32) throws -> TerminationStatus {
 }
 
 /// Throws `.unsafeFork` when threads other than the caller (and the
-/// library's own watcher threads, which hold no locks) run.
+/// library's own, which hold no lock a child needs: see ``ThreadCensus``) run.
 ///
 /// - Parameter alternatives: What the caller can do instead, for the message.
 func refuseForkWithOtherThreads(alternatives: String) throws {
-    let others = Int(mp_thread_count()) - 1 - Int(mp_own_thread_count())
+    let census = ThreadCensus.take()
+    let others = census.others.count
     guard others > 0 else { return }
     throw MultiprocessingError(
         .unsafeFork,
-        "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") (Swift concurrency, "
-            + "Dispatch or others), and a forked child deadlocks if one of them held a runtime lock at the fork. "
+        "fork refused: this process runs \(others) other thread\(others == 1 ? "" : "s") besides the library's own: "
+            + "\(census.othersDescription). A forked child deadlocks if one of them held a runtime lock at the fork. "
             + alternatives + " to accept the risk")
 }

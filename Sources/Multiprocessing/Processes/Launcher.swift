@@ -49,7 +49,7 @@ struct Job: Codable {
 /// by SIGKILL, and without PR_SET_PDEATHSIG (which fires when the *thread*
 /// that started the child exits).
 enum Lifeline {
-    private static let ends = Mutex<(read: Int32, write: Int32)?>(nil)
+    private static let ends = ForkSafeMutex<(read: Int32, write: Int32)?>(nil)
     /// The read end once made (-1 before): read without taking the lock,
     /// which would write to memory around every fork.
     private static let madeReadEnd = Atomic<Int32>(-1)
@@ -174,6 +174,10 @@ enum Launcher {
             throw Platform.error("fork", code)
         }
         if pid == 0 {
+            // The caller's mask and handlers are not the child's: with SIGCHLD
+            // blocked it would never see its own children end, with SIGTERM
+            // ignored terminate() could not stop it.
+            mp_reset_signals()
             ChildRuntime.becomeForkedChild(identity: identity, forkedFromMainThread: fromMainThread)
             // The parent's exit handlers are not the child's; its own run at its exit.
             mp_mark_exit_handlers()
@@ -222,7 +226,7 @@ enum Launcher {
     private static func outputType<T: ProcessTask>(of type: T.Type) -> Any.Type { T.Output.self }
 
     /// Where the lookup's result goes, so that it is not optimized away.
-    private static let resolvedOutput = Mutex<ObjectIdentifier?>(nil)
+    private static let resolvedOutput = ForkSafeMutex<ObjectIdentifier?>(nil)
 
     static func direct(pid: pid_t) -> LaunchedChild {
         let pidfd = mp_pidfd_open(pid)
@@ -237,7 +241,7 @@ enum ForkServer {
         var pid: pid_t
     }
 
-    private static let server = Mutex<Server?>(nil)
+    private static let server = ForkSafeMutex<Server?>(nil)
 
     /// Asks the server for a worker holding `fds` at MP_FD_JOB, MP_FD_RESULT and
     /// MP_FD_FIRST_EXTRA on. The server is started on first use, and started
@@ -357,7 +361,7 @@ enum ProgramEntry {
     /// A child that runs the top-level code reaches that point with the same
     /// threads: top-level code takes the same path in every run.
     static let otherThreadsAtFirstStart: Bool = {
-        Int(mp_thread_count()) - 1 - Int(mp_own_thread_count()) > 0
+        !ThreadCensus.take().others.isEmpty
     }()
 
     /// Whether a fork server cannot hold the globals of this program's

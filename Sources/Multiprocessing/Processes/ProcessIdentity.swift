@@ -27,7 +27,7 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(name) (pid \(pid))" }
 
-    private static let state = Mutex(
+    private static let state = ForkSafeMutex(
         ProcessIdentity(name: "MainProcess", pid: 0, daemon: false, parentPID: 0, parentName: ""))
 
     /// The current process.

@@ -40,8 +40,16 @@ public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
     ///   holds a lock of the Swift runtime, of Dispatch or of malloc's callers at
     ///   that moment, the child deadlocks, silently and at random. Starting a
     ///   process with this method therefore throws `.unsafeFork` when the
-    ///   process runs other threads. Use ``forkserver`` or ``spawn`` there, or
-    ///   ``fork(allowingOtherThreads:)`` if you accept the risk.
+    ///   process runs other threads, and its message names them (the
+    ///   library's own threads, named `mp-...`, hold no lock a child needs and
+    ///   do not count). Use ``forkserver`` or ``spawn`` there, or
+    ///   ``fork(allowingOtherThreads:)`` if you accept the risk. In an async
+    ///   `main.swift`, Swift concurrency's threads run from the first `await`
+    ///   on: see the README's "The closure forms in an async program".
+    ///
+    /// The child starts with no signal blocked and every signal at its
+    /// default disposition (SIGPIPE stays ignored if it was), whatever the
+    /// caller had.
     public static let fork = StartMethod(kind: .fork, allowsOtherThreads: false)
 
     /// ``fork`` that proceeds even when other threads run.
@@ -57,7 +65,7 @@ public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
     /// method that is safe in any program (Python's `get_start_method()`).
     public static var `default`: StartMethod { chosenDefault.withLock { $0 } ?? .forkserver }
 
-    private static let chosenDefault = Mutex<StartMethod?>(nil)
+    private static let chosenDefault = ForkSafeMutex<StartMethod?>(nil)
 
     /// Sets the program-wide ``default``, once (Python's `set_start_method`).
     ///

@@ -39,6 +39,10 @@ final class Zygote: Sendable {
             throw Platform.error("fork", code)
         }
         if pid == 0 {
+            // The zygote and the workers it forks start clean, whatever the
+            // caller had blocked or ignored: with SIGCHLD blocked the zygote
+            // would never learn that a worker exited.
+            mp_reset_signals()
             Platform.close(pair[0])
             let parent = getppid()
             ChildRuntime.forgetParentAfterFork()
@@ -52,11 +56,27 @@ final class Zygote: Sendable {
             mp_exit_now(code)
         }
         Platform.close(pair[1])
+        openControls.withLock { $0.append(pair[0]) }
         return Zygote(control: pair[0], pid: pid)
+    }
+
+    /// The control sockets of this process's zygotes. A zygote exits when
+    /// its socket's last copy closes, so a forked process (another pool's
+    /// zygote and its workers, a `.fork` child) must not keep a copy: one
+    /// pool's terminate() would wait for another pool to end.
+    private static let openControls = ForkSafeMutex<[Int32]>([])
+
+    /// In a forked child: closes the copies of the parent's zygote sockets.
+    static func forgetAfterFork() {
+        openControls.withLock { controls in
+            for control in controls { Platform.close(control) }
+            controls = []
+        }
     }
 
     /// Closes the control socket (the zygote exits) and reaps it.
     func stop() {
+        Self.openControls.withLock { $0.removeAll { $0 == control } }
         Platform.close(control)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

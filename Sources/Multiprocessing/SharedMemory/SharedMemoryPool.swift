@@ -88,7 +88,7 @@ public final class SharedMemoryPool: Sendable {
             var closed = false
         }
 
-        private let state = Mutex(State())
+        private let state = ForkSafeMutex(State())
         private let maximumBytes: Int
 
         init(maximumBytes: Int) {

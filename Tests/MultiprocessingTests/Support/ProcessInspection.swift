@@ -109,3 +109,84 @@ func runTestProgram(
     process.waitUntilExit()
     return (process.terminationStatus, output)
 }
+
+/// Runs a test program (by default the test programs' executable,
+/// `Tests/Programs`) as a parent may start it: with
+/// `blocked` signals in its mask (posix_spawnattr_setsigmask) and `ignored`
+/// ones at SIG_IGN (set by a shell's `trap ''` before it execs the program;
+/// both survive exec). Kills it after `timeout`. Returns its wait status,
+/// standard output and standard error, and how long it ran.
+func runTestProgram(
+    _ arguments: [String], program name: String = "MultiprocessingTestPrograms", blocking blocked: [Int32] = [],
+    ignoring ignored: [Int32] = [], timeout: Duration
+) throws -> (status: Int32, output: String, errors: String, elapsed: Duration, timedOut: Bool) {
+    let directory = (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") as NSString)
+        .deletingLastPathComponent
+    let program = directory + "/" + name
+    // See runTestProgram(_:program:): no LeakSanitizer exit check for whole programs.
+    let sanitizer = runningUnderAddressSanitizer ? "export ASAN_OPTIONS=detect_leaks=0; " : ""
+    let traps = ignored.map { "trap '' \($0); " }.joined()
+    let argv = ["/bin/sh", "-c", traps + sanitizer + "exec \"$0\" \"$@\"", program] + arguments
+    var outPipe: [Int32] = [0, 0]
+    var errPipe: [Int32] = [0, 0]
+    guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw POSIXError(.EMFILE) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    for signal in blocked { sigaddset(&mask, signal) }
+    posix_spawnattr_setsigmask(&attributes, &mask)
+    posix_spawnattr_setpgroup(&attributes, 0)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+    var pid: pid_t = 0
+    let cStrings = argv.map { strdup($0) } + [nil]
+    defer { for pointer in cStrings { free(pointer) } }
+    let result = posix_spawn(&pid, "/bin/sh", &actions, &attributes, cStrings, environ)
+    posix_spawn_file_actions_destroy(&actions)
+    posix_spawnattr_destroy(&attributes)
+    close(outPipe[1])
+    close(errPipe[1])
+    defer {
+        close(outPipe[0])
+        close(errPipe[0])
+    }
+    guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EINVAL) }
+    let started = ContinuousClock.now
+    var output: [UInt8] = []
+    var errors: [UInt8] = []
+    var open = [outPipe[0]: true, errPipe[0]: true]
+    var timedOut = false
+    while open.values.contains(true) {
+        let left = timeout - (ContinuousClock.now - started)
+        if left <= .zero {
+            timedOut = true
+            break
+        }
+        var polls = open.filter(\.value).map { pollfd(fd: $0.key, events: Int16(POLLIN), revents: 0) }
+        let milliseconds = Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+        guard poll(&polls, nfds_t(polls.count), max(1, milliseconds)) >= 0 || errno == EINTR else { break }
+        for entry in polls where entry.revents != 0 {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = read(entry.fd, &buffer, buffer.count)
+            if count <= 0 {
+                open[entry.fd] = false
+            } else if entry.fd == outPipe[0] {
+                output += buffer[..<count]
+            } else {
+                errors += buffer[..<count]
+            }
+        }
+    }
+    // The whole group: the program and any process it left behind.
+    if timedOut { kill(-pid, SIGKILL) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (
+        status, String(decoding: output, as: UTF8.self), String(decoding: errors, as: UTF8.self),
+        ContinuousClock.now - started, timedOut
+    )
+}

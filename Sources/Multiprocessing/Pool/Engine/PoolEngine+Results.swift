@@ -147,6 +147,8 @@ extension PoolEngine {
             var metadata: Logger.Metadata = ["status": "\(status)"]
             if let job = slot.inFlight.first { metadata["work"] = "\(job.chunk.kind.label)" }
             log(.warning, "pool worker died; it is replaced", slot, metadata)
+        } else {
+            log(.debug, "pool worker exited", slot, ["status": "\(status)"])
         }
         slots.removeAll { $0 === slot }
         slot.work.close()

@@ -88,7 +88,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
             throw error
         }
         PoolExit.register(self)
-        startThreadRunning { self.serve() }
+        startThreadRunning(named: ThreadCensus.poolEngineThreadName) { self.serve() }
     }
 
     // MARK: PoolBackend
@@ -378,7 +378,7 @@ enum PoolExit {
         weak var engine: PoolEngine?
     }
 
-    private static let engines = Mutex<[Entry]>([])
+    private static let engines = ForkSafeMutex<[Entry]>([])
     private static let exiting = Atomic(false)
     private static let hookInstalled = Atomic(false)
 
