@@ -43,7 +43,7 @@ struct InCleanChild: ProcessTask {
         switch scenario {
         case .forkedChildDies(let death):
             let address = address
-            let child = try ChildProcess(startMethod: .fork) { death.happen(address: address) }
+            let child = try ChildProcess { death.happen(address: address) }
             try child.start()
             guard try child.join(timeout: Self.patience) else {
                 return Observed(code: "noStatus", note: "the forked child was never reported")

@@ -1,5 +1,5 @@
 // An async main.swift, for the closure forms (`ForkingPool`,
-// `ChildProcess(startMethod: .fork) { }`) in an async program: the recipes
+// `ChildProcess { }`) in an async program: the recipes
 // the README gives, run by the tests.
 //
 //     MultiprocessingAsyncClosureProgram
@@ -58,7 +58,7 @@ do {
     print("late pool refused: \(error.code == .unsafeFork): \(error)")
 }
 do {
-    let child = try ChildProcess(startMethod: .fork) { 1 }
+    let child = try ChildProcess { 1 }
     try child.start()
     print("late child: accepted")
 } catch let error as MultiprocessingError {
@@ -71,12 +71,12 @@ print("risky pool map: \(try await risky.map(Array(0..<8)).collect() == (0..<8).
 await risky.terminate()
 print("risky pool terminated")
 
-let value = try ChildProcess(startMethod: .fork(allowingOtherThreads: true)) { scale * 14 }
+let value = try ChildProcess(allowingOtherThreads: true) { scale * 14 }
 try value.start()
 try await value.join()
 print("fork child value: \(try value.value)")
 
-let sleeper = try ChildProcess(startMethod: .fork(allowingOtherThreads: true)) { () async throws -> Void in
+let sleeper = try ChildProcess(allowingOtherThreads: true) { () async throws -> Void in
     while true { pause() }
 }
 try sleeper.start()

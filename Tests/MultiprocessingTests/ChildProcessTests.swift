@@ -49,19 +49,11 @@ extension ProcessSuites {
 
         @Test("fork is refused while other threads run, with an error that names the alternatives")
         func forkRefusedWithThreads() throws {
-            let child = try ChildProcess(startMethod: .fork) { 1 }
+            let child = try ChildProcess { 1 }
             let error = #expect(throws: MultiprocessingError.self) { try child.start() }
             #expect(error?.code == .unsafeFork)
             #expect(error?.message.contains("forkserver") == true)
             #expect(throws: MultiprocessingError.self) { try forkProcess() }
-        }
-
-        @Test("a closure with spawn or forkserver is refused")
-        func closureNeedsFork() {
-            let error = #expect(throws: MultiprocessingError.self) {
-                _ = try ChildProcess(startMethod: .spawn) { 1 }
-            }
-            #expect(error?.code == .invalidArgument)
         }
 
         @Test("async, nested, generic and Codable-result tasks", arguments: taskMethods)

@@ -144,11 +144,11 @@ case "started-with-signals-blocked":
     pool.close()
     pool.join()
     print("forking pool joined")
-    let quick = try ChildProcess(startMethod: .fork) { 42 }
+    let quick = try ChildProcess { 42 }
     try quick.start()
     _ = try quick.join()
     print("fork child value: \(try quick.value)")
-    let forked = try ChildProcess(startMethod: .fork) { () async throws -> Void in
+    let forked = try ChildProcess { () async throws -> Void in
         while true { pause() }
     }
     try forked.start()

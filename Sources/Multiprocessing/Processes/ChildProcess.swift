@@ -493,20 +493,21 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
     ///
     /// The closure may capture anything: the child starts as a copy-on-write
     /// copy of this process. Its result travels back in the wire format.
+    /// Only a forked child has the closure, so there is no start method to
+    /// choose: for `.spawn` and `.forkserver`, describe the work as a
+    /// ``ProcessTask``.
     ///
     /// - Parameters:
     ///   - name: The process's name; `ChildProcess-N` by default.
-    ///   - startMethod: ``StartMethod/fork`` (the default) or
-    ///     ``StartMethod/fork(allowingOtherThreads:)``.
+    ///   - allowingOtherThreads: `true` to fork even though other threads
+    ///     run; see ``StartMethod/fork(allowingOtherThreads:)`` for the risk.
     ///   - daemon: See ``AnyChildProcess/daemon``.
     ///   - body: The work.
-    /// - Throws: `.invalidArgument` for a start method other than fork: only a
-    ///   forked child has the closure.
     public convenience init(
-        name: String? = nil, startMethod: StartMethod = .fork, daemon: Bool = false,
+        name: String? = nil, allowingOtherThreads: Bool = false, daemon: Bool = false,
         _ body: @escaping @Sendable () async throws -> Output
     ) throws where Output: Codable {
-        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) {
+        try self.init(name: name, allowingOtherThreads: allowingOtherThreads, daemon: daemon, body: body) {
             try WireEncoder().encode($0)
         } decode: {
             try WireDecoder().decode(Output.self, from: $0)
@@ -515,29 +516,36 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
 
     /// Creates a process that will run a closure returning nothing in a forked copy of this process.
     ///
-    /// See ``init(name:startMethod:daemon:_:)-(_,_,_,()->Output)``.
+    /// See ``init(name:allowingOtherThreads:daemon:_:)-(_,_,_,()->Output)``.
     public convenience init(
-        name: String? = nil, startMethod: StartMethod = .fork, daemon: Bool = false,
+        name: String? = nil, allowingOtherThreads: Bool = false, daemon: Bool = false,
         _ body: @escaping @Sendable () async throws -> Void
     ) throws where Output == Void {
-        try self.init(name: name, startMethod: startMethod, daemon: daemon, body: body) { _ in
+        try self.init(name: name, allowingOtherThreads: allowingOtherThreads, daemon: daemon, body: body) { _ in
             []
         } decode: { _ in
         }
     }
 
+    @available(
+        *, unavailable,
+        message:
+            "a closure runs only in a forked child: drop startMethod (write allowingOtherThreads: true for .fork(allowingOtherThreads: true)), or describe the work as a ProcessTask for .spawn and .forkserver"
+    )
+    public convenience init(
+        name: String? = nil, startMethod: StartMethod, daemon: Bool = false,
+        _ body: @escaping @Sendable () async throws -> Output
+    ) throws {
+        fatalError("unavailable")
+    }
+
     private init(
-        name: String?, startMethod: StartMethod, daemon: Bool,
+        name: String?, allowingOtherThreads: Bool, daemon: Bool,
         body: @escaping @Sendable () async throws -> Output,
         encode: @escaping @Sendable (Output) throws -> [UInt8],
         decode: @escaping @Sendable ([UInt8]) throws -> Output
     ) throws {
-        guard startMethod.kind == .fork else {
-            throw MultiprocessingError(
-                .invalidArgument,
-                "a closure can run only in a child made by the fork start method; "
-                    + "with \(startMethod) describe the work as a ProcessTask")
-        }
+        let startMethod = StartMethod.fork(allowingOtherThreads: allowingOtherThreads)
         self.decode = decode
         super.init(name: name, startMethod: startMethod, daemon: daemon) { identity in
             try Launcher.launchForked(method: startMethod, identity: identity) {

@@ -145,7 +145,7 @@ struct ForkFromChild: ProcessTask {
     var number: Int
     func run() throws -> Int {
         let captured = NotCodable(value: number)
-        let child = try ChildProcess(startMethod: .fork) { captured.value * 10 }
+        let child = try ChildProcess { captured.value * 10 }
         try child.start()
         try child.join()
         return try child.value
@@ -159,7 +159,7 @@ struct ManyBytesFromForks: ProcessTask {
     func run() throws -> Bool {
         let expected = ManyBytes(count: count).run()
         let task = try ChildProcess(ManyBytes(count: count), startMethod: .fork)
-        let closure = try ChildProcess(startMethod: .fork) { expected.reversed() as [UInt8] }
+        let closure = try ChildProcess { expected.reversed() as [UInt8] }
         for child in [task as AnyChildProcess, closure] {
             try child.start()
             guard try child.join(timeout: .seconds(30)) else { return false }
