@@ -3,6 +3,7 @@
 #endif
 import ClusterTestWork
 import Foundation
+import Logging
 import Multiprocessing
 import MultiprocessingCluster
 
@@ -33,7 +34,13 @@ if CommandLine.arguments.count >= 5 && CommandLine.arguments[1] == "drive" {
 }
 
 do {
-    if try await ClusterNode.runFromCommandLine() {
+    // CLUSTER_TEST_NODE_LOG=1: the node says what it does, on stderr (the test keeps its log).
+    var logger: Logger?
+    if ProcessInfo.processInfo.environment["CLUSTER_TEST_NODE_LOG"] != nil {
+        logger = Logger(label: "node \(getpid())", factory: { StreamLogHandler.standardError(label: $0) })
+        logger?.logLevel = .debug
+    }
+    if try await ClusterNode.runFromCommandLine(logger: logger) {
         say("node drained")
         exit(0)
     }
