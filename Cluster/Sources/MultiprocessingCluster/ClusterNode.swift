@@ -165,6 +165,8 @@ final class NodeAgent: Sendable {
     private let claimWake = Wakeup()
     private let completeWake = Wakeup()
     private let controlWake = Wakeup()
+    /// Never signalled: a pause that a cancelled task still waits out.
+    private let drainTick = Wakeup()
 
     private init(
         database: ClusterDatabase, logger: Logger, pool: ProcessPool, workers: Int, drainTimeout: Duration,
@@ -271,7 +273,8 @@ final class NodeAgent: Sendable {
         while ContinuousClock.now < deadline {
             let busy = state.withLock { !$0.running.isEmpty || !$0.finished.isEmpty }
             if !busy { return }
-            try? await Task.sleep(for: .milliseconds(50))
+            // Not Task.sleep: a node drained by cancelling its task would spin here.
+            await drainTick.wait(timeout: .milliseconds(50))
         }
     }
 

@@ -13,6 +13,17 @@ import MultiprocessingCluster
 // instead runs a driver whose map the tests kill.
 setenv("CLUSTER_TEST_NODE_PID", "\(getpid())", 1)
 
+// A node whose test process is gone (crashed, or killed before its teardown)
+// drains and exits instead of living on: it asks itself to drain, and ends
+// five seconds later whatever the drain is doing.
+let parent = getppid()
+Thread.detachNewThread {
+    while getppid() == parent { usleep(200_000) }
+    kill(getpid(), SIGTERM)
+    sleep(5)
+    _exit(3)
+}
+
 /// Unbuffered, so the tests see each line as it is written.
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
