@@ -43,6 +43,7 @@ let package = Package(
             name: "ClusterTestNode",
             dependencies: [
                 "MultiprocessingCluster", "ClusterTestWork", .product(name: "Multiprocessing", package: rootPackage),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/ClusterTestNode"),
         .testTarget(

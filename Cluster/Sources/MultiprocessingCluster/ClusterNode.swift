@@ -148,6 +148,8 @@ final class NodeAgent: Sendable {
         var nodeID: Int64
         var running: [Int64: Running] = [:]
         var finished: [Finished] = []
+        /// Chunks whose results are being written now.
+        var completing: Set<Int64> = []
         var draining = false
     }
 
@@ -163,6 +165,8 @@ final class NodeAgent: Sendable {
     private let claimWake = Wakeup()
     private let completeWake = Wakeup()
     private let controlWake = Wakeup()
+    /// Never signalled: a pause that a cancelled task still waits out.
+    private let drainTick = Wakeup()
 
     private init(
         database: ClusterDatabase, logger: Logger, pool: ProcessPool, workers: Int, drainTimeout: Duration,
@@ -269,7 +273,8 @@ final class NodeAgent: Sendable {
         while ContinuousClock.now < deadline {
             let busy = state.withLock { !$0.running.isEmpty || !$0.finished.isEmpty }
             if !busy { return }
-            try? await Task.sleep(for: .milliseconds(50))
+            // Not Task.sleep: a node drained by cancelling its task would spin here.
+            await drainTick.wait(timeout: .milliseconds(50))
         }
     }
 
@@ -299,11 +304,16 @@ final class NodeAgent: Sendable {
 
     private func claimer() async {
         while !Task.isCancelled && !isDraining {
-            let (free, me) = state.withLock { (workers + 1 - $0.running.count, $0.nodeID) }
+            let (free, me, known) = state.withLock { state in
+                (
+                    workers + 1 - state.running.count, state.nodeID,
+                    Array(state.running.keys) + state.finished.map(\.id) + Array(state.completing)
+                )
+            }
             var claimed = 0
             if free > 0 {
                 do {
-                    claimed = try await claim(free, as: me)
+                    claimed = try await claim(free, as: me, knowing: known)
                 } catch is CancellationError {
                     return
                 } catch {
@@ -316,15 +326,26 @@ final class NodeAgent: Sendable {
         }
     }
 
-    private func claim(_ count: Int, as me: Int64) async throws -> Int {
+    /// Claims up to `count` waiting chunks, and takes up the chunks this node
+    /// holds but does not know of (`known` are those it runs or is writing).
+    ///
+    /// Those are the chunks of a claim whose reply the connection lost after
+    /// the server committed it: the statement runs again on a new connection,
+    /// and without this the first claim's chunks would stay with a live node
+    /// that never runs them, and the map would stall.
+    private func claim(_ count: Int, as me: Int64, knowing known: [Int64]) async throws -> Int {
         let rows = try await work.run { [schema, logger] connection in
             try await connection.query(
                 """
                 WITH c AS (SELECT id FROM \(unescaped: schema.table("task")) WHERE node_id IS NULL
-                           ORDER BY id LIMIT \(count) FOR UPDATE SKIP LOCKED)
-                UPDATE \(unescaped: schema.table("task")) t SET node_id = \(me), attempt = t.attempt + 1
-                FROM c WHERE t.id = c.id
-                RETURNING t.id, t.attempt, t.type_name, t.label, t.items, t.first_item, t.payload
+                           ORDER BY id LIMIT \(count) FOR UPDATE SKIP LOCKED),
+                     u AS (UPDATE \(unescaped: schema.table("task")) t SET node_id = \(me), attempt = t.attempt + 1
+                           FROM c WHERE t.id = c.id
+                           RETURNING t.id, t.attempt, t.type_name, t.label, t.items, t.first_item, t.payload)
+                SELECT * FROM u
+                UNION ALL
+                SELECT id, attempt, type_name, label, items, first_item, payload FROM \(unescaped: schema.table("task"))
+                WHERE node_id = \(me) AND NOT (id = ANY(\(known)::int8[]))
                 """, logger: logger
             ).collect()
         }
@@ -379,6 +400,7 @@ final class NodeAgent: Sendable {
         while !Task.isCancelled {
             let (batch, me) = state.withLock { state -> ([Finished], Int64) in
                 defer { state.finished = [] }
+                state.completing = Set(state.finished.map(\.id))
                 return (state.finished, state.nodeID)
             }
             if batch.isEmpty {
@@ -387,12 +409,20 @@ final class NodeAgent: Sendable {
             }
             do {
                 try await complete(batch, as: me)
+                state.withLock { $0.completing = [] }
             } catch is CancellationError {
-                state.withLock { $0.finished = batch + $0.finished }
+                state.withLock {
+                    $0.finished = batch + $0.finished
+                    $0.completing = []
+                }
                 return
             } catch {
                 logger.error("cluster node: writing results failed", metadata: ["error": "\(error)"])
-                // The chunks stay claimed by this node: the cluster re-runs them if it dies.
+                // Written again later: a live node that dropped them would hold their chunks forever.
+                state.withLock {
+                    $0.finished = batch + $0.finished
+                    $0.completing = []
+                }
                 try? await Task.sleep(for: .seconds(1))
             }
         }

@@ -17,6 +17,8 @@ actor Link {
     /// channels to listen on again).
     private var onReconnect: (@Sendable (PostgresConnection) async throws -> Void)?
     private var closed = false
+    /// The new connection being made, which every statement that found the old one lost waits for.
+    private var connecting: Task<PostgresConnection, any Error>?
     /// How many times the connection was made again.
     private(set) var reconnects = 0
 
@@ -43,14 +45,18 @@ actor Link {
         while true {
             try Task.checkCancellation()
             guard !closed else { throw MultiprocessingError(.closed, "the cluster's connection is closed") }
+            var used: PostgresConnection?
             do {
                 let connection = try await current()
+                used = connection
                 return try await body(connection)
             } catch where ClusterDatabase.isConnectionLoss(error) {
                 logger.debug("cluster database connection lost", metadata: ["error": "\(error)"])
-                if let connection {
-                    self.connection = nil
-                    try? await connection.close()
+                // Only the connection that failed is dropped: another statement
+                // may have made a new one meanwhile.
+                if let used {
+                    if connection === used { connection = nil }
+                    try? await used.close()
                 }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(1))
@@ -61,18 +67,37 @@ actor Link {
     }
 
     /// The connection, made again (and set up again) when it was lost.
+    ///
+    /// The statements that find it lost at the same time wait for one new
+    /// connection: each making its own would leave all but the last unclosed.
     private func current() async throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
-        if let connection {
-            self.connection = nil
-            try? await connection.close()
+        if let connecting { return try await connecting.value }
+        let stale = connection
+        connection = nil
+        let task = Task.detached { [database, logger, onReconnect] () async throws -> PostgresConnection in
+            if let stale { try? await stale.close() }
+            let fresh = try await database.connect(logger: logger)
+            do {
+                try await onReconnect?(fresh)
+            } catch {
+                try? await fresh.close()
+                throw error
+            }
+            return fresh
         }
-        let fresh = try await database.connect(logger: logger)
+        connecting = task
+        let fresh: PostgresConnection
         do {
-            try await onReconnect?(fresh)
+            fresh = try await task.value
         } catch {
-            try? await fresh.close()
+            connecting = nil
             throw error
+        }
+        connecting = nil
+        guard !closed else {
+            try? await fresh.close()
+            throw MultiprocessingError(.closed, "the cluster's connection is closed")
         }
         connection = fresh
         reconnects += 1

@@ -3,6 +3,7 @@
 #endif
 import ClusterTestWork
 import Foundation
+import Logging
 import Multiprocessing
 import MultiprocessingCluster
 
@@ -11,6 +12,17 @@ import MultiprocessingCluster
 // (or kill) the node that runs it. `ClusterTestNode drive URL COUNT MS`
 // instead runs a driver whose map the tests kill.
 setenv("CLUSTER_TEST_NODE_PID", "\(getpid())", 1)
+
+// A node whose test process is gone (crashed, or killed before its teardown)
+// drains and exits instead of living on: it asks itself to drain, and ends
+// five seconds later whatever the drain is doing.
+let parent = getppid()
+Thread.detachNewThread {
+    while getppid() == parent { usleep(200_000) }
+    kill(getpid(), SIGTERM)
+    sleep(5)
+    _exit(3)
+}
 
 /// Unbuffered, so the tests see each line as it is written.
 func say(_ line: String) {
@@ -33,7 +45,13 @@ if CommandLine.arguments.count >= 5 && CommandLine.arguments[1] == "drive" {
 }
 
 do {
-    if try await ClusterNode.runFromCommandLine() {
+    // CLUSTER_TEST_NODE_LOG=1: the node says what it does, on stderr (the test keeps its log).
+    var logger: Logger?
+    if ProcessInfo.processInfo.environment["CLUSTER_TEST_NODE_LOG"] != nil {
+        logger = Logger(label: "node \(getpid())", factory: { StreamLogHandler.standardError(label: $0) })
+        logger?.logLevel = .debug
+    }
+    if try await ClusterNode.runFromCommandLine(logger: logger) {
         say("node drained")
         exit(0)
     }

@@ -129,6 +129,10 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     deinit {
+        if ProcessInfo.processInfo.environment["CLUSTER_TEST_NODE_LOG"] != nil {
+            print("node log kept: \(log.path)")
+            return
+        }
         try? FileManager.default.removeItem(at: log)
     }
 }
