@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -308,6 +310,54 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, 
     return n;
 }
 
+#if defined(__linux__)
+/// SIGKILLs every child of this process that is not yet a zombie (found by
+/// reading /proc/<pid>/stat: no CONFIG_PROC_CHILDREN needed). Returns how
+/// many were living.
+static int kill_living_children(pid_t self) {
+    DIR *proc = opendir("/proc");
+    if (!proc) return 0;
+    int living = 0;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%s/stat", entry->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[512];
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        char *close_paren = strrchr(buf, ')');
+        if (!close_paren) continue;
+        char state = 0;
+        int ppid = 0;
+        if (sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
+        if (ppid != self || state == 'Z' || state == 'X') continue;
+        living++;
+        kill((pid_t)atoi(entry->d_name), SIGKILL);
+    }
+    closedir(proc);
+    return living;
+}
+
+/// Kills the process's whole tree below it: as a subreaper it adopts the
+/// children of each child it kills, and kills them in the next round, until
+/// only zombies are left (bounded, for processes stuck in the kernel).
+static void kill_descendants(void) {
+    pid_t self = getpid();
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    for (int round = 0; round < 2000; round++) {
+        if (kill_living_children(self) == 0) return;
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
+}
+#endif
+
 static void *lifeline_watch(void *arg) {
     int fd = (int)(intptr_t)arg;
 #if defined(__linux__)
@@ -319,7 +369,11 @@ static void *lifeline_watch(void *arg) {
     for (;;) {
         int r = poll(&p, 1, -1);
         if (r < 0 && errno == EINTR) continue;
-        // Nobody writes to a lifeline: readable means end-of-file.
+        // Nobody writes to a lifeline: readable means end-of-file. The
+        // processes the task started go first, then this one.
+#if defined(__linux__)
+        kill_descendants();
+#endif
         kill(getpid(), SIGKILL);
         _exit(137);
     }

@@ -44,7 +44,10 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 
 /// Starts a thread that kills this process (SIGKILL) when `fd` reports
-/// end-of-file or hang-up: the parent's end of the lifeline is gone.
+/// end-of-file or hang-up: the parent's end of the lifeline is gone. On Linux
+/// it first kills the processes this one started and their descendants (it
+/// becomes a subreaper, PR_SET_CHILD_SUBREAPER, only then: processes that had
+/// already left the tree, orphaned earlier, are out of reach).
 int mp_watch_lifeline(int fd);
 /// Makes the kernel kill this process (SIGKILL) when the thread that forked it
 /// exits (PR_SET_PDEATHSIG), and kills it at once if `parent` is already gone.
