@@ -23,6 +23,24 @@ extension ProcessSuites {
             #expect(ContinuousClock.now - killedAt < .seconds(1))
         }
 
+        @Test("processes a task started itself die with its process when the parent is SIGKILLed: spawn, forkserver, pool")
+        func sigkilledParentTakesTheTasksProcesses() async throws {
+            let (parentEnd, childEnd) = try Connection.pipe()
+            let middle = try ChildProcess(StartPlainDescendants(report: childEnd), startMethod: .spawn)
+            try middle.start()
+            childEnd.close()
+            var started: [Int32] = []
+            for _ in 0..<3 {
+                let pids: [Int32] = try await parentEnd.receive()
+                #expect(pids.count == 2, "a shell and the sleep it started: \(pids)")
+                started += pids
+            }
+            #expect(started.allSatisfy { !isGone($0) })
+            try middle.kill()
+            try await middle.join()
+            #expect(eventually(within: .seconds(2)) { started.allSatisfy(isGone) }, "left: \(started.filter { !isGone($0) })")
+        }
+
         @Test("no zombie is left after children of every kind end")
         func noZombies() async throws {
             for method in [StartMethod.spawn, .forkserver] {

@@ -173,6 +173,54 @@ final class NotCodable: Sendable {
     init(value: Int) { self.value = value }
 }
 
+/// Starts, with posix_spawn, a shell that starts a sleep in the background
+/// and becomes another; reports both pids and waits forever.
+struct SpawnSleepers: ProcessTask {
+    var report: Connection
+    func run() throws {
+        var pid: pid_t = 0
+        let words: [String] = ["/bin/sh", "-c", "sleep 61 & exec sleep 62"]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        guard posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0 else {
+            throw MultiprocessingError(.systemCall, "posix_spawn of /bin/sh")
+        }
+        var background: [Int32] = []
+        for _ in 0..<200 where background.isEmpty {
+            usleep(10_000)
+            background = childrenOf(pid)
+        }
+        try report.send([pid] + background)
+        while true { pause() }
+    }
+}
+
+/// The children of a process, from /proc.
+func childrenOf(_ pid: Int32) -> [Int32] {
+    let fd = open("/proc/\(pid)/task/\(pid)/children", O_RDONLY)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 4096)
+    let count = read(fd, &bytes, bytes.count)
+    guard count > 0 else { return [] }
+    return String(decoding: bytes[..<count], as: UTF8.self).split(separator: " ").compactMap { Int32($0) }
+}
+
+/// Runs ``SpawnSleepers`` in a spawned child, a fork-server child and a pool
+/// worker, and waits forever.
+struct StartPlainDescendants: ProcessTask {
+    var report: Connection
+    func run() throws {
+        for method in [StartMethod.spawn, .forkserver] {
+            let child = try ChildProcess(SpawnSleepers(report: report), startMethod: method)
+            try child.start()
+        }
+        let pool = try ProcessPool(workers: 1)
+        _ = try pool.submit(SpawnSleepers(report: report))
+        while true { pause() }
+    }
+}
+
 /// Starts grandchildren with every start method, reports their pids, and waits forever.
 struct StartGrandchildren: ProcessTask {
     var report: Connection
