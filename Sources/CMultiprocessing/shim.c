@@ -497,11 +497,58 @@ void mp_exit_now(int code) {
 #endif
 }
 
-// After fork only the forking thread exists: the watcher is not copied.
+// The fork gate. A pool's engine thread runs Swift code, which takes the
+// runtime's locks (the metadata caches, among others): forked while it held
+// one, a child would wait for it for ever. So the engine holds the gate,
+// shared, whenever it is not waiting in the kernel, and every fork of this
+// process (the library's or the program's own) takes it exclusively first,
+// from pthread_atfork: the fork waits for the engines' current round, and a
+// child never inherits a lock an engine held. Writers are preferred, so a
+// busy engine cannot hold a fork off.
+static pthread_rwlock_t fork_gate;
+static __thread int holds_fork_gate = 0;
+
+static void init_fork_gate(void) {
+    pthread_rwlockattr_t attributes;
+    pthread_rwlockattr_init(&attributes);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(&fork_gate, &attributes);
+    pthread_rwlockattr_destroy(&attributes);
+}
+
+void mp_fork_gate_enter(void) {
+    pthread_rwlock_rdlock(&fork_gate);
+    holds_fork_gate = 1;
+}
+
+void mp_fork_gate_leave(void) {
+    holds_fork_gate = 0;
+    pthread_rwlock_unlock(&fork_gate);
+}
+
+// A fork from an engine thread (a completion callback that forks) lets its
+// own share go first, or it would wait for itself.
+static void close_fork_gate(void) {
+    if (holds_fork_gate) pthread_rwlock_unlock(&fork_gate);
+    pthread_rwlock_wrlock(&fork_gate);
+}
+
+static void open_fork_gate_in_parent(void) {
+    pthread_rwlock_unlock(&fork_gate);
+    if (holds_fork_gate) pthread_rwlock_rdlock(&fork_gate);
+}
+
+// After fork only the forking thread exists: the watcher is not copied, and
+// the gate, held by the forking thread for the parent, starts anew.
 static void reset_in_child(void) {
     if (atomic_load(&own_threads) != 0) atomic_store(&own_threads, 0);
+    init_fork_gate();
+    if (holds_fork_gate) pthread_rwlock_rdlock(&fork_gate);
 }
 
 __attribute__((constructor)) static void mp_register_atfork(void) {
-    pthread_atfork(NULL, NULL, reset_in_child);
+    init_fork_gate();
+    pthread_atfork(close_fork_gate, open_fork_gate_in_parent, reset_in_child);
 }

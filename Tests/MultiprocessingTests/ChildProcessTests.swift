@@ -56,6 +56,13 @@ extension ProcessSuites {
             #expect(throws: MultiprocessingError.self) { try forkProcess() }
         }
 
+        @Test("a fork waits for a pool engine's round (a completion callback) to end; a fork from a callback does not wait for itself")
+        func forkWaitsForEngineRound() async throws {
+            // In a spawned child: the test runner's own threads make forking here unsound.
+            let result = try await ChildProcess.run(ForkDuringEngineRound(), startMethod: .spawn)
+            #expect(result == [2, 7], "[phase when the fork returned (2: after the callback), exit code of the child forked from a callback]")
+        }
+
         @Test("async, nested, generic and Codable-result tasks", arguments: taskMethods)
         func taskShapes(method: StartMethod) async throws {
             #expect(try await ChildProcess.run(AsyncSquare(number: 9), startMethod: method) == 81)

@@ -76,6 +76,14 @@ __attribute__((noreturn)) void mp_exit_now(int code);
 /// may be gone), and a handler of a crash signal (SIGSEGV, SIGABRT...) stays:
 /// it is a crash reporter. For a process the library starts by forking.
 void mp_reset_signals(void);
+/// Holds the fork gate (shared) until `mp_fork_gate_leave`: every fork of
+/// this process waits until no thread holds it, so that a child never
+/// inherits a runtime lock the holder had taken. For the library's threads
+/// that run Swift code between waits in the kernel (a pool's engine); not
+/// recursive.
+void mp_fork_gate_enter(void);
+/// Lets go of the fork gate, before a wait in the kernel.
+void mp_fork_gate_leave(void);
 /// Names the calling thread (at most 15 bytes are kept on Linux).
 void mp_set_thread_name(const char *name);
 /// Names another thread of this process (Linux only; elsewhere a thread

@@ -9,9 +9,12 @@ import CMultiprocessing
 /// library's own and the others, by name (/proc/self/task/*/comm).
 ///
 /// The library names its threads `mp-...` (a pool's engine, the threads that
-/// make blocking calls for async code, the lifeline watchers). They never
-/// hold a lock a forked child needs, so a fork does not count them, and a
-/// second ``ForkingPool`` is not refused because of the first one's thread.
+/// make blocking calls for async code, the lifeline watchers), and a fork
+/// does not count them: a second ``ForkingPool`` is not refused because of
+/// the first one's thread. A pool's engine runs Swift code only inside the
+/// fork gate (`mp_fork_gate_enter`), which every fork waits for, so a child
+/// never inherits a runtime lock it held; the lifeline watchers run only C,
+/// and the threads for blocking calls spend their time waiting in the kernel.
 struct ThreadCensus {
     static let poolEngineThreadName = "mp-pool-engine"
     static let blockingThreadName = "mp-blocking"
@@ -41,7 +44,8 @@ struct ThreadCensus {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
             guard let tid = Int32(name), tid != caller else { continue }
-            let comm = threadName(tid)
+            // A thread that ended since the directory was read holds nothing.
+            guard let comm = threadName(tid) else { continue }
             if tid == getpid() {
                 // The caller runs elsewhere: an async main's code runs on
                 // Dispatch's threads while the main thread waits in its loop.
@@ -91,13 +95,14 @@ struct ThreadCensus {
             .joined(separator: ", ")
     }
 
-    private static func threadName(_ tid: Int32) -> String {
+    /// The thread's name; nil once it has ended (its entry is gone).
+    private static func threadName(_ tid: Int32) -> String? {
         let fd = open("/proc/self/task/\(tid)/comm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "?" }
+        guard fd >= 0 else { return nil }
         defer { Platform.close(fd) }
         var bytes = [UInt8](repeating: 0, count: 64)
         let count = read(fd, &bytes, bytes.count)
-        guard count > 0 else { return "?" }
+        guard count > 0 else { return nil }
         return String(decoding: bytes[..<count], as: UTF8.self).trimmingNewline()
     }
 }

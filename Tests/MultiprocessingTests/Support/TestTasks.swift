@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import Multiprocessing
+import Synchronization
 
 // Task types the tests run in children. They are internal (not private) so
 // that children can find them by name.
@@ -246,5 +247,45 @@ struct SendBatched: ProcessTask {
             try batch.sendBytes([UInt8](repeating: 9, count: 100_000))
         }
         connection.close()
+    }
+}
+
+/// In a single-threaded (spawned) child: forks while a pool's completion
+/// callback runs on the engine thread, and forks from such a callback.
+/// Returns whether the first fork waited for the callback to end, and the
+/// exit code of the child forked from the callback.
+struct ForkDuringEngineRound: ProcessTask {
+    final class State: Sendable {
+        let phase = Atomic(0)
+        let forkedCode = Atomic(-1)
+    }
+
+    func run() throws -> [Int] {
+        let pool = try ProcessPool(workers: 1)
+        let state = State()
+        let slow = try pool.submit(Square(number: 2)) { _ in
+            state.phase.store(1, ordering: .sequentiallyConsistent)
+            usleep(300_000)
+            state.phase.store(2, ordering: .sequentiallyConsistent)
+        }
+        while state.phase.load(ordering: .sequentiallyConsistent) == 0 { usleep(1_000) }
+        let phaseAtFork: Int
+        switch try forkProcess() {
+        case .child: _exit(0)
+        case .parent(let pid):
+            phaseAtFork = state.phase.load(ordering: .sequentiallyConsistent)
+            _ = try waitForProcess(pid)
+        }
+        _ = try slow.get()
+        let forking = try pool.submit(Square(number: 3)) { _ in
+            guard case .parent(let pid) = try? forkProcess(allowingOtherThreads: true) else { _exit(7) }
+            if case .exited(let code)? = try? waitForProcess(pid) {
+                state.forkedCode.store(Int(code), ordering: .sequentiallyConsistent)
+            }
+        }
+        _ = try forking.get()
+        pool.close()
+        pool.join()
+        return [phaseAtFork, state.forkedCode.load(ordering: .sequentiallyConsistent)]
     }
 }

@@ -212,6 +212,11 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     }
 
     private func serve() {
+        // Swift code here runs inside the fork gate: a fork of this process
+        // waits for the round to end, so no child inherits a runtime lock
+        // this thread held. Only the wait in poll is outside.
+        mp_fork_gate_enter()
+        defer { mp_fork_gate_leave() }
         var fds: [pollfd] = []
         var watches: [Watch] = []
         while true {
@@ -251,7 +256,9 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
                 return false
             }
             if done { break }
+            mp_fork_gate_leave()
             let ready = poll(&fds, nfds_t(fds.count), timeout)
+            mp_fork_gate_enter()
             if ready < 0 && errno != EINTR { preconditionFailure("poll: \(Platform.errorName(errno))") }
             lock.withLock {
                 if fds[0].revents != 0 {
