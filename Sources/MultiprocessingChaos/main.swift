@@ -131,24 +131,30 @@ if options.list {
     for fault in selected { print("\(fault.name)\(String(repeating: " ", count: max(1, 28 - fault.name.count)))\(fault.summary)") }
     exit(0)
 }
-startTimeLimit(seconds: options.timeLimit)
 redirectChildrenOutput(to: options.childrenOutput)
 // The fork server and a pool's shared parts live as long as the program: make
-// them before the first fault counts descriptors.
-func warmUp() async throws {
-    let child = try ChildProcess(Nothing(), startMethod: .forkserver)
-    try child.start()
+// them before the first fault counts descriptors. Spawned children run the
+// top-level code up to this first start, so no thread starts before it: a
+// thread there would make the clean children refuse to fork, and the fork
+// server would not start (its globals could not be kept).
+func warmUp(_ child: ChildProcess<Void>) async throws {
     try await child.join()
     try child.close()
     try await withProcessPool(workers: 1) { pool in try await pool.apply(Nothing()) }
     try await Task.sleep(for: .milliseconds(1))  // Dispatch makes its timer descriptor on first use
 }
 do {
-    try await warmUp()
+    // The first start comes before the first await: that await starts Swift
+    // concurrency's threads, after which the program's fork server could not
+    // keep its globals, and a spawned child (which takes over here) could not fork.
+    let first = try ChildProcess(Nothing(), startMethod: .forkserver)
+    try first.start()
+    try await warmUp(first)
 } catch {
     writeError("multiprocessing-chaos: the warm-up failed: \(error)\n")
     exit(1)
 }
+startTimeLimit(seconds: options.timeLimit)
 print("multiprocessing-chaos: \(selected.count) faults, \(options.trials) trials each, pid \(getpid())")
 fflush(nil)
 for fault in selected {
