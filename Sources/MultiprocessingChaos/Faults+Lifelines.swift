@@ -218,18 +218,34 @@ let forkServerKillFault = Fault(
         }
         return .correct
     } else {
-        let pool = try arena.pool("forkserver") { try ProcessPool(workers: 1) }
-        let server = try await pool.apply(ParentPID())
-        guard server != getpid(), server > 1 else { return .wrong("the worker's parent is \(server), not a fork server") }
-        try await killAndAwait(server)
-        do {
-            let result = try await pool.apply(Nap(milliseconds: 1))
-            return result == 1 ? .correct : .wrong("an item after the server's death returned \(result)")
-        } catch {
-            await arena.discardPool("forkserver")
-            return .wrong("an item after the fork server's death failed: \(Observed(error))")
-        }
+        // A pool of its own each time: its worker outlives the server (the
+        // worker's lifeline is to this process), so a worker kept from an
+        // earlier trial would have init for a parent.
+        let pool = try ProcessPool(workers: 1)
+        let outcome = try await runPastServerDeath(pool)
+        await pool.terminate()
+        return outcome
     }
+}
+
+/// Kills the fork server of `pool`'s worker; the worker must go on running items.
+func runPastServerDeath(_ pool: ProcessPool) async throws -> Verdict {
+    let server = try await pool.apply(ParentPID())
+    guard server != getpid(), server > 1 else { return .wrong("the worker's parent is \(server), not a fork server") }
+    try await killAndAwait(server)
+    do {
+        let result = try await pool.apply(Nap(milliseconds: 1))
+        guard result == 1 else { return .wrong("an item after the server's death returned \(result)") }
+    } catch {
+        return .wrong("an item after the fork server's death failed: \(Observed(error))")
+    }
+    // The dead server is reaped, and a new one started, at the next start.
+    let next = try ChildProcess(Nothing(), startMethod: .forkserver)
+    try next.start()
+    try await next.join()
+    defer { try? next.close() }
+    return next.terminationStatus == .exited(0)
+        ? .correct : .wrong("the next fork-server child after the server's death: \(next.terminationStatus!)")
 }
 
 /// Sends SIGKILL to `pid` and waits until it is gone (or a zombie).
