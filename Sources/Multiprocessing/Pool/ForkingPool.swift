@@ -94,7 +94,8 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
     /// - Parameters:
     ///   - input: What the pool's closure is called with, in a worker.
     ///   - onCompletion: Called once with the result, on the pool's
-    ///     thread, before the result is visible through the handle.
+    ///     thread, before the result is visible through the handle; keep it
+    ///     short: a fork of this process waits for it.
     /// - Throws: `.closed` once the pool is closed.
     public func submit(
         _ input: Input, onCompletion: (@Sendable (Result<Output, any Error>) -> Void)? = nil

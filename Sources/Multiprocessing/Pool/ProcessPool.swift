@@ -121,7 +121,9 @@ public final class ProcessPool: Sendable {
     ///   - task: The work. Shared values, queues, locks, shared memory and
     ///     connections inside it travel with it.
     ///   - onCompletion: Called once with the result, on the pool's thread,
-    ///     before the result is visible through the handle; keep it short.
+    ///     before the result is visible through the handle; keep it short:
+    ///     a fork of this process waits for it, and it must not block on
+    ///     another pool's result.
     /// - Returns: A handle to await, wait for, or cancel.
     /// - Throws: `.unresolvableTask` for a type a worker cannot find;
     ///   `.encodingFailed`; `.closed` once the pool is closed or the program
