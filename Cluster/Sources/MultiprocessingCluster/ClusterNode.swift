@@ -186,27 +186,26 @@ final class NodeAgent: Sendable {
     static func start(
         database: ClusterDatabase, workers: Int, options: PoolOptions, drainTimeout: Duration, logger: Logger
     ) async throws -> NodeAgent {
+        // The pool first, before anything touches the database: in a
+        // main.swift program its creation is the first start of a process,
+        // where a spawned worker re-running the top-level code takes over
+        // (README, "Top-level code in main.swift"); made later, every worker
+        // would register itself as a node on its way there.
+        let pool = try ProcessPool(workers: workers, options: options)
         let schema = Schema(name: database.schema)
         let control = Link(database: database, logger: logger)
         let work = Link(database: database, logger: logger)
-        let connection = try await control.open()
         let nodeID: Int64
         do {
+            let connection = try await control.open()
             try await schema.prepare(on: connection, create: database.createsSchema, logger: logger)
             nodeID = try await register(on: connection, schema: schema, workers: workers, logger: logger)
             _ = try await work.open()
         } catch {
             await control.close()
             await work.close()
+            await pool.terminate()
             throw database.describe(error, doing: "starting a cluster node")
-        }
-        let pool: ProcessPool
-        do {
-            pool = try ProcessPool(workers: workers, options: options)
-        } catch {
-            await control.close()
-            await work.close()
-            throw error
         }
         let agent = NodeAgent(
             database: database, logger: logger, pool: pool, workers: workers, drainTimeout: drainTimeout,

@@ -11,17 +11,23 @@ import MultiprocessingCluster
 // Its workers learn its pid from the environment, so test work can name
 // (or kill) the node that runs it. `ClusterTestNode drive URL COUNT MS`
 // instead runs a driver whose map the tests kill.
-setenv("CLUSTER_TEST_NODE_PID", "\(getpid())", 1)
-
-// A node whose test process is gone (crashed, or killed before its teardown)
-// drains and exits instead of living on: it asks itself to drain, and ends
-// five seconds later whatever the drain is doing.
-let parent = getppid()
-Thread.detachNewThread {
-    while getppid() == parent { usleep(200_000) }
-    kill(getpid(), SIGTERM)
-    sleep(5)
-    _exit(3)
+//
+// The node's pool workers run this top-level code too, up to the first start
+// (README, "Top-level code in main.swift"): they inherit the variable from
+// the node and must keep it, and they start no watcher thread of their own.
+let isNodeItself = getenv("CLUSTER_TEST_NODE_PID") == nil
+if isNodeItself {
+    setenv("CLUSTER_TEST_NODE_PID", "\(getpid())", 1)
+    // A node whose test process is gone (crashed, or killed before its
+    // teardown) drains and exits instead of living on: it asks itself to
+    // drain, and ends five seconds later whatever the drain is doing.
+    let parent = getppid()
+    Thread.detachNewThread {
+        while getppid() == parent { usleep(200_000) }
+        kill(getpid(), SIGTERM)
+        sleep(5)
+        _exit(3)
+    }
 }
 
 /// Unbuffered, so the tests see each line as it is written.
