@@ -13,8 +13,10 @@ import CMultiprocessing
 /// does not count them: a second ``ForkingPool`` is not refused because of
 /// the first one's thread. A pool's engine runs Swift code only inside the
 /// fork gate (`mp_fork_gate_enter`), which every fork waits for, so a child
-/// never inherits a runtime lock it held; the lifeline watchers run only C,
-/// and the threads for blocking calls spend their time waiting in the kernel.
+/// never inherits a runtime lock it held; the lifeline watchers run only C.
+/// The threads for blocking calls spend their time waiting in the kernel but
+/// are not gated: a fork while one runs the Swift code around its call (the
+/// decoding of a message it received) could still catch a runtime lock.
 struct ThreadCensus {
     static let poolEngineThreadName = "mp-pool-engine"
     static let blockingThreadName = "mp-blocking"
