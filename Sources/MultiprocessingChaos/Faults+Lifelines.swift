@@ -213,22 +213,15 @@ let forkServerKillFault = Fault(
         guard status == .signaled(.terminate) || status == .signaled(.kill) || status == .unknown else {
             return .wrong("a child whose fork server was killed was reported as \(status.map { "\($0)" } ?? "nil")")
         }
-        let next = try ChildProcess(Nothing(), startMethod: .forkserver)
-        try next.start()
-        try await next.join()
-        defer { try? next.close() }
-        guard next.terminationStatus == .exited(0) else {
-            return .wrong("the next fork-server child after the server's death: \(next.terminationStatus!)")
-        }
-        return .correct
+        return try await nextForkServerChildRuns()
     } else {
         // A pool of its own each time: its worker outlives the server (the
         // worker's lifeline is to this process), so a worker kept from an
         // earlier trial would have init for a parent.
         let pool = try ProcessPool(workers: 1)
-        let outcome = try await runPastServerDeath(pool)
+        let outcome = await Result(catching: { try await runPastServerDeath(pool) })
         await pool.terminate()
-        return outcome
+        return try outcome.get()
     }
 }
 
@@ -243,7 +236,12 @@ func runPastServerDeath(_ pool: ProcessPool) async throws -> Verdict {
     } catch {
         return .wrong("an item after the fork server's death failed: \(Observed(error))")
     }
-    // The dead server is reaped, and a new one started, at the next start.
+    return try await nextForkServerChildRuns()
+}
+
+/// After the server's death, the next fork-server child starts (the dead
+/// server is reaped, and a new one started, there) and succeeds.
+func nextForkServerChildRuns() async throws -> Verdict {
     let next = try ChildProcess(Nothing(), startMethod: .forkserver)
     try next.start()
     try await next.join()
