@@ -201,24 +201,6 @@ static void report_exits(void) {
     }
 }
 
-/// Places the received descriptors at MP_FD_JOB, MP_FD_RESULT and
-/// MP_FD_FIRST_EXTRA on, and the lifeline at MP_FD_LIFELINE, in a new worker;
-/// closes every other descriptor above standard error.
-static void place_worker_fds(const int *fds, int nfds, int lifeline) {
-    int high[33];
-    for (int i = 0; i < nfds; i++) high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64);
-    int high_lifeline = fcntl(lifeline, F_DUPFD_CLOEXEC, 64);
-    int target = MP_FD_JOB;
-    for (int i = 0; i < nfds; i++) {
-        mp_dup_to(high[i], target, 0);
-        close(high[i]);
-        target = (target == MP_FD_RESULT) ? MP_FD_FIRST_EXTRA : target + 1;
-    }
-    mp_dup_to(high_lifeline, MP_FD_LIFELINE, 0);
-    close(high_lifeline);
-    mp_close_from(MP_FD_FIRST_EXTRA + (nfds - 2));
-}
-
 void mp_forkserver_serve(int control, int lifeline) {
     char title[128];
     snprintf(title, sizeof(title), "%s: fork server", mp_program_name());
@@ -280,9 +262,11 @@ void mp_forkserver_serve(int control, int lifeline) {
             for (int i = 0; i < MP_MAX_WORKERS; i++) {
                 if (worker_replies[i] >= 0) close(worker_replies[i]);
             }
-            place_worker_fds(fds + 1, nfds - 1, lifeline);
-            mp_set_boot_extra_count(nfds - 3);
-            if (mp_watch_lifeline(MP_FD_LIFELINE) != 0) _exit(71);
+            // The job's descriptors stay where they landed: moving them to
+            // fixed numbers, or closing the rest, would break descriptors
+            // that the zygote's code (a ForkingPool's closure) holds.
+            mp_set_boot_fds(fds[1], fds[2], fds + 3, nfds - 3);
+            if (mp_watch_lifeline(lifeline) != 0) _exit(71);
             return;
         }
         int32_t reply[2] = {(int32_t)(pid < 0 ? -1 : pid), pid < 0 ? errno : 0};

@@ -26,13 +26,31 @@
 #endif
 
 static int boot_mode = 0;
+static int boot_job_fd = MP_FD_JOB;
+static int boot_result_fd = MP_FD_RESULT;
+static int boot_extra_fds[MP_MAX_BOOT_EXTRAS];
 static int boot_extra_count = 0;
+static int boot_extras_placed = 0;  // fork-server workers: received where they landed
 static atomic_int own_threads = 0;
 
 int mp_boot_mode(void) { return boot_mode; }
 void mp_set_boot_mode(int mode) { boot_mode = mode; }
 int mp_boot_extra_count(void) { return boot_extra_count; }
 void mp_set_boot_extra_count(int count) { boot_extra_count = count; }
+int mp_boot_job_fd(void) { return boot_job_fd; }
+int mp_boot_result_fd(void) { return boot_result_fd; }
+int mp_boot_extra_fd(int index) {
+    return boot_extras_placed ? boot_extra_fds[index] : MP_FD_FIRST_EXTRA + index;
+}
+
+void mp_set_boot_fds(int job, int result, const int *extras, int count) {
+    boot_job_fd = job;
+    boot_result_fd = result;
+    if (count > MP_MAX_BOOT_EXTRAS) count = MP_MAX_BOOT_EXTRAS;
+    for (int i = 0; i < count; i++) boot_extra_fds[i] = extras[i];
+    boot_extra_count = count;
+    boot_extras_placed = 1;
+}
 int mp_own_thread_count(void) { return atomic_load(&own_threads); }
 
 int mp_pipe_cloexec(int fds[2]) {
@@ -54,25 +72,6 @@ int mp_set_pipe_size(int fd, int size) {
     errno = ENOTSUP;
     return -1;
 #endif
-}
-
-int mp_dup_to(int oldfd, int newfd, int cloexec) {
-#if defined(__linux__)
-    return dup3(oldfd, newfd, cloexec ? O_CLOEXEC : 0);
-#else
-    int r = dup2(oldfd, newfd);
-    if (r >= 0 && cloexec) fcntl(newfd, F_SETFD, FD_CLOEXEC);
-    return r;
-#endif
-}
-
-int mp_close_from(int lowfd) {
-#if defined(__linux__)
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return 0;
-#endif
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = lowfd; fd < max; fd++) close((int)fd);
-    return 0;
 }
 
 int mp_pidfd_open(pid_t pid) {

@@ -280,6 +280,12 @@ extension ProcessSuites {
             #expect(answer.last == 1)
         }
 
+        @Test("a forking pool's workers keep the descriptors its closure captured")
+        func forkingPoolKeepsDescriptors() async throws {
+            let answer = try await ChildProcess.run(RunForkingPoolWithDescriptors(), startMethod: .spawn)
+            #expect(answer == [10, 20, 30, 40, 50, 60, 6])
+        }
+
         @Test("a forking pool is refused while other threads run")
         func forkingPoolRefusedWithThreads() {
             let error = #expect(throws: MultiprocessingError.self) {

@@ -16,8 +16,6 @@ int mp_pipe_cloexec(int fds[2]);
 /// Sets the capacity of a pipe (F_SETPIPE_SZ); returns the new size or -1.
 int mp_set_pipe_size(int fd, int size);
 /// dup3(old, new, 0): like dup2 but an error when old == new.
-int mp_dup_to(int oldfd, int newfd, int cloexec);
-int mp_close_from(int lowfd);
 int mp_pidfd_open(pid_t pid);
 int mp_pidfd_send_signal(int pidfd, int sig);
 /// The wait status of the process behind `pidfd` once it has ended and been

@@ -12,23 +12,23 @@ enum ChildRuntime {
     /// child, before the program's `main`. Returns the exit code.
     static func main() -> Int32 {
         let extras = Int(mp_boot_extra_count())
-        let resultFD = MP_FD_RESULT
+        let resultFD = mp_boot_result_fd()
         _ = fcntl(resultFD, F_SETFD, FD_CLOEXEC)
         let job: Job
         do {
-            var reader = FrameReader(fd: MP_FD_JOB)
+            var reader = FrameReader(fd: mp_boot_job_fd())
             job = try WireDecoder().decode(Job.self, from: reader.readFrame(limit: Int.max))
         } catch {
             // The parent is gone or sent garbage: there is nobody to report to.
             return 70
         }
-        Platform.close(MP_FD_JOB)
+        Platform.close(mp_boot_job_fd())
         ProcessIdentity.becomeChild(
             name: job.name, daemon: job.daemon, parentPID: job.parentPID, parentName: job.parentName,
             printsErrors: job.printsErrors)
         CrashReport.install(fd: resultFD, name: job.name)
         ProcessTitle.set("child \(job.title)")
-        let transfer = DescriptorTransfer(descriptors: (0..<extras).map { MP_FD_FIRST_EXTRA + Int32($0) })
+        let transfer = DescriptorTransfer(descriptors: (0..<extras).map { mp_boot_extra_fd(Int32($0)) })
         let (outcome, code) = run(job, transfer: transfer)
         finish(outcome: outcome, resultFD: resultFD)
         return code

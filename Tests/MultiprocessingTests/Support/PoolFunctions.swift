@@ -127,3 +127,33 @@ struct LargeItems: Sequence, Sendable {
         }
     }
 }
+
+/// Makes a connection and opens a file before a ForkingPool, whose closure
+/// writes to both from the workers. Returns what arrived on the connection
+/// (sorted), then the file's size.
+struct RunForkingPoolWithDescriptors: ProcessTask {
+    func run() throws -> [Int] {
+        let (reader, writer) = try Connection.pipe()
+        var path = Array("/tmp/mp-captured-XXXXXX".utf8CString)
+        let file = mkstemp(&path)
+        guard file >= 0 else { throw MultiprocessingError(.systemCall, "mkstemp") }
+        unlink(path)
+        defer { close(file) }
+        let pool = try ForkingPool(workers: 2) { (input: Int) -> Int in
+            try writer.send(input * 10)
+            let byte: UInt8 = 1
+            guard withUnsafeBytes(of: byte, { write(file, $0.baseAddress, 1) }) == 1 else {
+                throw MultiprocessingError(.systemCall, "write to the captured file: errno \(errno)")
+            }
+            return input
+        }
+        let results = try pool.map(Array(1...6), chunkSize: 1).get(timeout: .seconds(20))
+        pool.close()
+        pool.join()
+        var received: [Int] = []
+        for _ in results { received.append(try reader.receive()) }
+        var status = stat()
+        fstat(file, &status)
+        return received.sorted() + [Int(status.st_size)]
+    }
+}
