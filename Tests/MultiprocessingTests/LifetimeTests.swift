@@ -23,14 +23,14 @@ extension ProcessSuites {
             #expect(ContinuousClock.now - killedAt < .seconds(1))
         }
 
-        @Test("processes a task started itself die with its process when the parent is SIGKILLed: spawn, forkserver, pool")
+        @Test("processes a task started itself die with its process when the parent is SIGKILLed: every start method and pool kind")
         func sigkilledParentTakesTheTasksProcesses() async throws {
             let (parentEnd, childEnd) = try Connection.pipe()
             let middle = try ChildProcess(StartPlainDescendants(report: childEnd), startMethod: .spawn)
             try middle.start()
             childEnd.close()
             var started: [Int32] = []
-            for _ in 0..<3 {
+            for _ in 0..<5 {
                 let pids: [Int32] = try await parentEnd.receive()
                 #expect(pids.count == 2, "a shell and the sleep it started: \(pids)")
                 started += pids

@@ -132,17 +132,17 @@ enum ChildRuntime {
     /// In a child made by `fork`: forget the parent's lifeline, fork server
     /// and children, and follow the parent when it dies.
     ///
-    /// A child forked from the main thread asks the kernel for SIGKILL when
-    /// that thread exits (cheaper than a watcher thread); one forked from any
-    /// other thread, which may exit long before its process, watches the
-    /// lifeline instead.
+    /// The child watches the lifeline with a thread, as a spawned child does,
+    /// so that the processes its work starts go with it (PR_SET_PDEATHSIG
+    /// would kill the child alone, and fires when the forking *thread*
+    /// exits). Without a lifeline, a child forked from the main thread asks
+    /// the kernel for SIGKILL when that thread exits.
     static func becomeForkedChild(identity: ProcessIdentity, forkedFromMainThread: Bool) {
         mp_set_boot_mode(3)
         let lifeline = forgetParentAfterFork()
-        if forkedFromMainThread {
+        let watched = lifeline.map { mp_watch_lifeline($0) == 0 } ?? false
+        if !watched && forkedFromMainThread {
             mp_die_with_parent(identity.parentPID)
-        } else if let lifeline {
-            mp_watch_lifeline(lifeline)
         }
         ProcessIdentity.becomeChild(
             name: identity.name, daemon: identity.daemon, parentPID: identity.parentPID,

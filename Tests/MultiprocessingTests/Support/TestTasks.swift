@@ -212,6 +212,15 @@ func childrenOf(_ pid: Int32) -> [Int32] {
 struct StartPlainDescendants: ProcessTask {
     var report: Connection
     func run() throws {
+        // The forks first, while this spawned child runs no thread of its own.
+        let forked = try ChildProcess(SpawnSleepers(report: report), startMethod: .fork)
+        try forked.start()
+        let report = report
+        let forkingPool = try ForkingPool(workers: 1) { (_: Int) -> Int in
+            try SpawnSleepers(report: report).run()
+            return 0
+        }
+        _ = try forkingPool.submit(0)
         for method in [StartMethod.spawn, .forkserver] {
             let child = try ChildProcess(SpawnSleepers(report: report), startMethod: method)
             try child.start()
