@@ -8,7 +8,7 @@ extension ProcessSuites {
     @Suite("Processes the library starts begin clean", .serialized, .timeLimit(.minutes(2)))
     struct CleanStartTests {
         @Test(
-            "started with SIGCHLD and SIGTERM blocked and SIGTERM ignored, a program's ForkingPool ends and terminate() stops its .fork and .forkserver children"
+            "started with SIGCHLD and SIGTERM blocked and SIGTERM ignored, a program's ForkingPool ends and terminate() stops its .fork and .forkserver children", .disabled(if: runningUnderThreadSanitizer, "a program that forks on its own main thread is refused under ThreadSanitizer, whose thread makes every process multi-threaded")
         )
         func signalsBlockedAtStart() throws {
             let run = try runTestProgram(
@@ -43,7 +43,7 @@ extension ProcessSuites {
         }
 
         @Test(
-            "in an async main, ForkingPools made before the first await and the closure forms with allowingOtherThreads: true work; a late fork is refused, naming the threads"
+            "in an async main, ForkingPools made before the first await and the closure forms with allowingOtherThreads: true work; a late fork is refused, naming the threads", .disabled(if: runningUnderThreadSanitizer, "a program that forks on its own main thread is refused under ThreadSanitizer, whose thread makes every process multi-threaded")
         )
         func closureFormsInAnAsyncProgram() throws {
             let run = try runTestProgram([], program: "MultiprocessingAsyncClosureProgram", timeout: .seconds(60))

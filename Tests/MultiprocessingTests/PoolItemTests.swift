@@ -339,7 +339,8 @@ struct RunIdleForkingPoolTimeout: ProcessTask {
 
     func run() async throws -> Outcome {
         let pool = try ForkingPool(
-            workers: 1, options: PoolOptions(taskTimeout: .milliseconds(300), gracePeriod: .milliseconds(100))
+            workers: 1, options: PoolOptions(taskTimeout: .milliseconds(300), gracePeriod: .milliseconds(100)),
+            allowingOtherThreads: forksAllowOtherThreads
         ) { (input: Int) -> Int in
             while input < 0 { sleep(1) }
             return input

@@ -156,6 +156,10 @@ extension ProcessSuites {
                 HoldSegmentThenFill(memory: try pool.segment(size: size), control: theirs, byte: byte),
                 startMethod: startMethod)
             try holder.start()
+            // The parent keeps the child's end (in the task), so a child that dies first is no end of file.
+            guard try mine.poll(timeout: .seconds(30)) else {
+                throw MultiprocessingError(.timedOut, "the holder (\(startMethod)) never reported its mapping")
+            }
             _ = try mine.receiveBytes()
             return (holder, mine)
         }

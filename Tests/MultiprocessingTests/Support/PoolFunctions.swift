@@ -77,7 +77,7 @@ struct RunForkingPool: ProcessTask {
     var inputs: [Int]
     func run() async throws -> [Int] {
         let table = NotCodable(value: 100)
-        let pool = try ForkingPool(workers: 2) { (input: Int) -> Int in
+        let pool = try ForkingPool(workers: 2, allowingOtherThreads: forksAllowOtherThreads) { (input: Int) -> Int in
             if input == -1 { raise(SIGKILL) }
             return input + table.value
         }
@@ -139,7 +139,7 @@ struct RunForkingPoolWithDescriptors: ProcessTask {
         guard file >= 0 else { throw MultiprocessingError(.systemCall, "mkstemp") }
         unlink(path)
         defer { close(file) }
-        let pool = try ForkingPool(workers: 2) { (input: Int) -> Int in
+        let pool = try ForkingPool(workers: 2, allowingOtherThreads: forksAllowOtherThreads) { (input: Int) -> Int in
             try writer.send(input * 10)
             let byte: UInt8 = 1
             guard withUnsafeBytes(of: byte, { write(file, $0.baseAddress, 1) }) == 1 else {

@@ -120,7 +120,7 @@ struct RunForkingPoolSynchronously: ProcessTask {
     var counter: SharedValue<Int>
     func run() throws -> [Int] {
         let offset = 7  // not Codable would do too: the closure is forked, never encoded
-        let pool = try ForkingPool(workers: 2) { (input: AddToShared) -> Int in
+        let pool = try ForkingPool(workers: 2, allowingOtherThreads: forksAllowOtherThreads) { (input: AddToShared) -> Int in
             try input.run() + offset
         }
         let results = try pool.map((1...10).map { AddToShared(counter: counter, number: $0) }).get()

@@ -33,6 +33,16 @@ func processState(_ pid: Int32) -> Character? {
 /// under AddressSanitizer (`swift test --sanitize=address`).
 let runningUnderAddressSanitizer = dlsym(nil, "__asan_init") != nil
 
+/// Whether this test process (and so every program the tests built) runs
+/// under ThreadSanitizer (`swift test --sanitize=thread`).
+let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil
+
+/// Whether the forks of a spawned, single-threaded test child accept other
+/// threads. Under ThreadSanitizer no process is single-threaded: the
+/// sanitizer runs a thread of its own from the start, which it stops and
+/// restarts around each fork, so those forks are sound and are let through.
+let forksAllowOtherThreads = runningUnderThreadSanitizer
+
 /// The parent's pid of a process, from /proc/<pid>/stat; nil when it does not exist.
 func parentPID(of pid: Int32) -> Int32? {
     let fd = open("/proc/\(pid)/stat", O_RDONLY)

@@ -27,7 +27,7 @@ func outcome<S: Scenario>(of scenario: S, startingChildrenWith method: StartMeth
 /// Runs a scenario whose children are forked, in a single-threaded child.
 struct ForkingScenario<S: Scenario>: ProcessTask {
     var scenario: S
-    func run() throws -> S.Outcome { try scenario.run(startingChildrenWith: .fork) }
+    func run() throws -> S.Outcome { try scenario.run(startingChildrenWith: .fork(allowingOtherThreads: forksAllowOtherThreads)) }
 }
 
 /// The code of the `MultiprocessingError` that `body` throws; "none" when it

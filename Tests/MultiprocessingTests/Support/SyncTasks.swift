@@ -48,7 +48,7 @@ struct UseInheritedPrimitives: ProcessTask {
         let queue = try ProcessQueue<Int>()
         let counter = try SharedValue(0)
         let children = try (0..<3).map { index in
-            try ChildProcess { try countAndPut(counter, queue, index) }
+            try ChildProcess(allowingOtherThreads: forksAllowOtherThreads) { try countAndPut(counter, queue, index) }
         }
         for child in children { try child.start() }
         var got: [Int] = []

@@ -146,7 +146,7 @@ struct ForkFromChild: ProcessTask {
     var number: Int
     func run() throws -> Int {
         let captured = NotCodable(value: number)
-        let child = try ChildProcess { captured.value * 10 }
+        let child = try ChildProcess(allowingOtherThreads: forksAllowOtherThreads) { captured.value * 10 }
         try child.start()
         try child.join()
         return try child.value
@@ -159,8 +159,9 @@ struct ManyBytesFromForks: ProcessTask {
     var count: Int
     func run() throws -> Bool {
         let expected = ManyBytes(count: count).run()
-        let task = try ChildProcess(ManyBytes(count: count), startMethod: .fork)
-        let closure = try ChildProcess { expected.reversed() as [UInt8] }
+        let task = try ChildProcess(
+            ManyBytes(count: count), startMethod: .fork(allowingOtherThreads: forksAllowOtherThreads))
+        let closure = try ChildProcess(allowingOtherThreads: forksAllowOtherThreads) { expected.reversed() as [UInt8] }
         for child in [task as AnyChildProcess, closure] {
             try child.start()
             guard try child.join(timeout: .seconds(30)) else { return false }
@@ -213,10 +214,11 @@ struct StartPlainDescendants: ProcessTask {
     var report: Connection
     func run() throws {
         // The forks first, while this spawned child runs no thread of its own.
-        let forked = try ChildProcess(SpawnSleepers(report: report), startMethod: .fork)
+        let forked = try ChildProcess(
+            SpawnSleepers(report: report), startMethod: .fork(allowingOtherThreads: forksAllowOtherThreads))
         try forked.start()
         let report = report
-        let forkingPool = try ForkingPool(workers: 1) { (_: Int) -> Int in
+        let forkingPool = try ForkingPool(workers: 1, allowingOtherThreads: forksAllowOtherThreads) { (_: Int) -> Int in
             try SpawnSleepers(report: report).run()
             return 0
         }
@@ -236,7 +238,7 @@ struct StartGrandchildren: ProcessTask {
     var report: Connection
     func run() throws {
         var pids: [Int32] = []
-        for method in [StartMethod.spawn, .forkserver, .fork] {
+        for method in [StartMethod.spawn, .forkserver, .fork(allowingOtherThreads: forksAllowOtherThreads)] {
             let child = try ChildProcess(StubbornSleeper(), startMethod: method)
             try child.start()
             pids.append(child.pid!)
@@ -279,7 +281,7 @@ struct ForkDuringEngineRound: ProcessTask {
         }
         while state.phase.load(ordering: .sequentiallyConsistent) == 0 { usleep(1_000) }
         let phaseAtFork: Int
-        switch try forkProcess() {
+        switch try forkProcess(allowingOtherThreads: forksAllowOtherThreads) {
         case .child: _exit(0)
         case .parent(let pid):
             phaseAtFork = state.phase.load(ordering: .sequentiallyConsistent)
