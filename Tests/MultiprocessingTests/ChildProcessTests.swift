@@ -1,6 +1,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Logging
 import Testing
 @testable import Multiprocessing
 
@@ -24,6 +25,39 @@ extension ProcessSuites {
             #expect(child.exitCode == 0)
             #expect(!child.isAlive)
             try child.close()
+        }
+
+        @Test("a child with a logger says when it started, was signalled and ended, and how", arguments: taskMethods)
+        func logging(method: StartMethod) async throws {
+            let records = LogRecords()
+            let logger = Logger(label: "test.child") { _ in records }
+            let fine = try ChildProcess(Square(number: 3), startMethod: method)
+            fine.logger = logger
+            try fine.start()
+            try await fine.join()
+            let crashed = try ChildProcess(CrashInFunction(way: .nullDereference), startMethod: method)
+            crashed.logger = logger
+            try crashed.start()
+            try await crashed.join()
+            let stopped = try ChildProcess(SleepForever(), startMethod: method)
+            stopped.logger = logger
+            try stopped.start()
+            try stopped.terminate()
+            try await stopped.join()
+            let silent = try ChildProcess(Square(number: 4), startMethod: method)
+            try silent.start()
+            try await silent.join()
+
+            let seen = records.all
+            let pids = [fine.pid, crashed.pid, stopped.pid].map { "\($0!)" }
+            #expect(seen.filter { $0.message == "child process started" && $0.level == .debug }.count == 3)
+            #expect(seen.contains { $0.level == .debug && $0.message == "child process exited" && "\($0.metadata["pid"]!)" == pids[0] })
+            let crash = seen.first { $0.level == .warning && "\($0.metadata["pid"]!)" == pids[1] }
+            #expect(crash?.message == "child process killed by SIGSEGV", "\(seen.map(\.message))")
+            #expect(crash?.metadata["crash"].map { "\($0)".contains("SIGSEGV") } == true, "\(String(describing: crash))")
+            #expect(seen.contains { $0.level == .info && $0.message == "sent SIGTERM to child process" && "\($0.metadata["pid"]!)" == pids[2] })
+            #expect(seen.contains { $0.level == .warning && $0.message == "child process killed by SIGTERM" })
+            #expect(!seen.contains { "\($0.metadata["pid"] ?? "")" == "\(silent.pid!)" })
         }
 
         @Test("a result of 4 MiB arrives whole from every start method")

@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CMultiprocessing
+import Logging
 import Synchronization
 
 /// A child process, whatever its result type (Python's `multiprocessing.Process`).
@@ -32,6 +33,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         var phase: Phase = .created
         var daemon: Bool
         var printsErrors = true
+        var logger: Logger?
         var outcome: Outcome?
         var crashReport: String?
         var status: TerminationStatus?
@@ -91,6 +93,17 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     public var printsErrors: Bool {
         get { state.withLock { $0.printsErrors } }
         set { state.withLock { $0.printsErrors = newValue } }
+    }
+
+    /// Where the parent says what happens to the child: its start (`debug`,
+    /// with its pid and start method), a ``terminate()``, ``kill()`` or
+    /// ``send(_:)`` (`info`), and its end: `debug` for an exit with code 0,
+    /// `warning` for any other exit or a signal, with the status and the
+    /// crash report's first line in the metadata. `nil` (the default):
+    /// silent. Set it before ``start()``.
+    public var logger: Logger? {
+        get { state.withLock { $0.logger } }
+        set { state.withLock { $0.logger = newValue } }
     }
 
     /// What the library's crash handler wrote in the child when a signal such
@@ -174,11 +187,14 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
                 name: name, pid: 0, daemon: daemon, parentPID: current.pid, parentName: current.name)
             identity.printsErrors = printsErrors
             let child = try launch(identity)
-            state.withLock {
+            let logger = state.withLock {
                 $0.phase = .running(child)
                 $0.launch = nil
+                return $0.logger
             }
             ChildRegistry.shared.add(self)
+            logger?.debug(
+                "child process started", metadata: logMetadata(pid: child.pid, ["start-method": "\(startMethod)"]))
         } catch {
             state.withLock { $0.phase = .created }
             throw error
@@ -236,7 +252,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `.notStarted` before ``start()``; `.closed` after ``close()``;
     ///   `.systemCall` if the signal cannot be sent.
     public func send(_ signal: Signal) throws {
-        try state.withLock { state in
+        let (pid, logger) = try state.withLock { state -> (Int32?, Logger?) in
             switch state.phase {
             case .running(let child):
                 let result =
@@ -244,14 +260,21 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
                     ? mp_pidfd_send_signal(child.pidfd, signal.rawValue)
                     : systemKill(child.pid, signal.rawValue)
                 if result != 0 && errno != ESRCH { throw Platform.error("sending \(signal.name)") }
+                return (child.pid, state.logger)
             case .created, .starting:
                 throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
             case .finished:
-                return
+                return (nil, nil)
             case .closed:
                 throw MultiprocessingError(.closed, "process '\(name)' was closed")
             }
         }
+        if let pid { logger?.info("sent \(signal.name) to child process", metadata: logMetadata(pid: pid)) }
+    }
+
+    /// The metadata of every record about this child.
+    private func logMetadata(pid: Int32, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        extra.merging(["name": "\(name)", "pid": "\(pid)"]) { own, _ in own }
     }
 
     /// Reaps the child if it has exited, without waiting; its status, or
@@ -345,14 +368,26 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         let outcome = Self.readOutcome(child.resultFD)
         var crashReport: String?
         if outcome == nil, case .signaled = status { crashReport = CrashReport.read(from: child.resultFD) }
-        state.withLock { state in
+        let logger = state.withLock { state in
             state.outcome = outcome
             state.crashReport = crashReport
             state.status = status
             state.phase = .finished(pid: child.pid)
+            return state.logger
         }
         Self.release(child)
         ChildRegistry.shared.remove(self)
+        if let logger { log(status, crashReport: crashReport, pid: child.pid, to: logger) }
+    }
+
+    private func log(_ status: TerminationStatus, crashReport: String?, pid: Int32, to logger: Logger) {
+        var metadata = logMetadata(pid: pid, ["status": "\(status)"])
+        if status == .exited(0) {
+            logger.debug("child process exited", metadata: metadata)
+            return
+        }
+        if let firstLine = crashReport?.split(separator: "\n").first { metadata["crash"] = "\(firstLine)" }
+        logger.warning("child process \(status)", metadata: metadata)
     }
 
     /// The wait status the fork server sent for its worker, which has
