@@ -201,7 +201,20 @@ final class DriverBroker: PoolBackend, Sendable {
     }
 
     private func writer() async {
+        var reconnects = 0
         while !Task.isCancelled {
+            let seen = await work.reconnects
+            if seen != reconnects {
+                reconnects = seen
+                do {
+                    try await insertLostChunks()
+                } catch is CancellationError {
+                    return
+                } catch {
+                    fail(error)
+                    return
+                }
+            }
             let (numbers, chunks, cancelled, tellNodes, cancelUnclaimed) = state.withLock {
                 state -> ([Int64], [PoolChunk], [Int64], Bool, Bool) in
                 var take: [Int64] = []
@@ -256,6 +269,44 @@ final class DriverBroker: PoolBackend, Sendable {
                 SELECT pg_notify(\(schema.workChannel), ''), (SELECT count(*) FROM added)
                 """, logger: logger)
         }
+    }
+
+    /// Inserts again the chunks the database lost.
+    ///
+    /// A server that crashes may lose commits it had acknowledged (with
+    /// `synchronous_commit = off`, or a replica promoted behind its primary).
+    /// A lost claim or completion of a node heals by itself (the row is
+    /// claimed or run again); a lost insert would leave a chunk the driver
+    /// waits for and no node knows of. So after every new connection the
+    /// writer, the only one that inserts, looks for chunks it inserted that
+    /// have neither a task row nor a result row.
+    private func insertLostChunks() async throws {
+        let inserted = state.withLock { state -> [Int64] in
+            let waiting = Set(state.outgoing)
+            return state.pending.keys.filter { !waiting.contains($0) }.sorted()
+        }
+        guard !inserted.isEmpty else { return }
+        let pool = poolID
+        let rows = try await work.run { [schema, logger] connection in
+            try await connection.query(
+                """
+                SELECT n FROM unnest(\(inserted)::int8[]) AS n
+                WHERE NOT EXISTS (SELECT 1 FROM \(unescaped: schema.table("task")) WHERE pool_id = \(pool) AND chunk = n)
+                  AND NOT EXISTS (SELECT 1 FROM \(unescaped: schema.table("result")) WHERE pool_id = \(pool) AND chunk = n)
+                """, logger: logger
+            ).collect()
+        }
+        var lost = Set<Int64>()
+        for row in rows { lost.insert(try row.decode(Int64.self)) }
+        // A chunk handed out or cancelled meanwhile is not inserted again.
+        let again = state.withLock { state in
+            lost.sorted().compactMap { number in state.pending[number].map { (number, $0) } }
+        }
+        guard !again.isEmpty else { return }
+        logger.warning(
+            "the cluster database lost chunks it had acknowledged; inserting them again",
+            metadata: ["pool": "\(poolID)", "chunks": "\(again.count)"])
+        try await insert(again.map(\.0), again.map(\.1))
     }
 
     private func deleteTasks(_ numbers: [Int64], tellNodes: Bool) async throws {

@@ -31,11 +31,17 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Starts a node process with `workers` workers and waits until it has joined.
+    ///
+    /// With `namespace`, the node runs in that network namespace and reaches
+    /// the server at `serverURL` (the test server's address from inside it).
     @discardableResult
-    func startNode(workers: Int = 2, extra: [String] = []) async throws -> NodeProcess {
+    func startNode(
+        workers: Int = 2, extra: [String] = [], namespace: String? = nil, serverURL: String? = nil
+    ) async throws -> NodeProcess {
         let before = try await nodeIDs()
+        let url = serverURL.map { $0 + "?schema=\(schema)" } ?? self.url
         let node = try NodeProcess(
-            arguments: ["--cluster-node", url, "--cluster-workers", "\(workers)"] + extra)
+            arguments: ["--cluster-node", url, "--cluster-workers", "\(workers)"] + extra, namespace: namespace)
         nodes.append(node)
         try await eventually("node \(node.pid) joins", within: .seconds(60)) {
             !(try await self.nodeIDs().subtracting(before).isEmpty) || !node.isRunning
@@ -94,11 +100,20 @@ final class NodeProcess: @unchecked Sendable {
     private let process = Foundation.Process()
     private let log: URL
 
-    init(arguments: [String]) throws {
+    /// Starts the test node program with `arguments`, in the network
+    /// namespace `namespace` if given (`ip netns exec` executes the program
+    /// in place, so the process's pid is the node's).
+    init(arguments: [String], namespace: String? = nil) throws {
         let directory = (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") as NSString)
             .deletingLastPathComponent
-        process.executableURL = URL(fileURLWithPath: directory + "/ClusterTestNode")
-        process.arguments = arguments
+        let program = directory + "/ClusterTestNode"
+        if let namespace {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "netns", "exec", namespace, program] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+        }
         log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cluster-node-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -135,6 +150,24 @@ final class NodeProcess: @unchecked Sendable {
         }
         try? FileManager.default.removeItem(at: log)
     }
+}
+
+/// Runs the program at `path` with `arguments` and returns its exit status.
+///
+/// Not Foundation's `Process`: it learns that a child exited from a socket
+/// the child inherits, so a script that starts a daemon (the restart script
+/// starts the PostgreSQL server) never seems to end while the daemon lives.
+func runScript(_ path: String, _ arguments: [String] = []) throws -> Int32 {
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, path, nil, nil, argv, environ)
+    guard spawned == 0 else {
+        throw MultiprocessingError(.invalidArgument, "could not run \(path): \(String(cString: strerror(spawned)))")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
 }
 
 /// Waits until `condition` holds, checking every 20 ms, failing after `timeout`.
