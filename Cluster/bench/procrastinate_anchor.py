@@ -159,23 +159,9 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int((len(sorted_values) - 1) * p))]
 
 
-def machine_info():
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "kernel": os.uname().release,
-        "python": sys.version.split()[0],
-    }
+# The machine's facts as the Python anchor records them (Benchmarks/python).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Benchmarks", "python"))
+from bench_python import machine_info  # noqa: E402
 
 
 async def scalar(conn, query, params=None):
