@@ -150,6 +150,8 @@ final class NodeAgent: Sendable {
         var finished: [Finished] = []
         /// Chunks whose results are being written now.
         var completing: Set<Int64> = []
+        /// Chunks completed since the tables were last vacuumed.
+        var completedSinceVacuum = 0
         var draining = false
     }
 
@@ -408,7 +410,10 @@ final class NodeAgent: Sendable {
             }
             do {
                 try await complete(batch, as: me)
-                state.withLock { $0.completing = [] }
+                state.withLock {
+                    $0.completing = []
+                    $0.completedSinceVacuum += batch.count
+                }
             } catch is CancellationError {
                 state.withLock {
                     $0.finished = batch + $0.finished
@@ -462,11 +467,16 @@ final class NodeAgent: Sendable {
     // MARK: Control
 
     private func controller() async {
+        var lastVacuum = ContinuousClock.now
         while !Task.isCancelled {
             do {
                 try await heartbeat()
                 try await stopVanishedChunks()
                 try await reap()
+                if ContinuousClock.now - lastVacuum >= Self.vacuumInterval {
+                    lastVacuum = ContinuousClock.now
+                    try await vacuum()
+                }
             } catch is CancellationError {
                 return
             } catch {
@@ -500,6 +510,33 @@ final class NodeAgent: Sendable {
         }
         state.withLock { $0.nodeID = id }
         claimWake.signal()
+    }
+
+    /// How often a node that completed chunks vacuums the queue's tables.
+    static let vacuumInterval = Duration.seconds(1)
+
+    /// Vacuums `task` and `result` when this node completed chunks since the last time.
+    ///
+    /// Every claim, completion and read leaves dead row versions whose index
+    /// entries the next scans walk: at a thousand chunks a second, the server's
+    /// autovacuum (once a minute by default) lets a claim's cost double
+    /// between its runs. A vacuum each second keeps the dead rows to a
+    /// second's worth; it skips a table another node is vacuuming, and never
+    /// truncates it (which would lock out claims).
+    private func vacuum() async throws {
+        let completed = state.withLock { state in
+            defer { state.completedSinceVacuum = 0 }
+            return state.completedSinceVacuum
+        }
+        guard completed > 0 else { return }
+        _ = try await control.run { [schema, logger] connection in
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL:
+                        "VACUUM (SKIP_LOCKED, TRUNCATE false) \(schema.table("task")), \(schema.table("result"))"),
+                logger: logger
+            ).collect()
+        }
     }
 
     /// Stops local chunks whose rows are gone or no longer this node's:

@@ -315,7 +315,11 @@ final class DriverBroker: PoolBackend, Sendable {
             try await connection.query(
                 """
                 WITH gone AS (DELETE FROM \(unescaped: schema.table("task"))
-                              WHERE pool_id = \(pool) AND chunk = ANY(\(numbers)::int8[]) RETURNING 1)
+                              WHERE pool_id = \(pool) AND chunk = ANY(\(numbers)::int8[]) RETURNING 1),
+                     -- A result written before the cancel: the reader no longer looks below
+                     -- its lowest pending chunk, so it goes here.
+                     late AS (DELETE FROM \(unescaped: schema.table("result"))
+                              WHERE pool_id = \(pool) AND chunk = ANY(\(numbers)::int8[]))
                 SELECT CASE WHEN \(tellNodes) THEN pg_notify(\(schema.workChannel), 'cancel') END,
                        (SELECT count(*) FROM gone)
                 """, logger: logger)
@@ -371,13 +375,17 @@ final class DriverBroker: PoolBackend, Sendable {
     private func read(deleting consumed: [Int64]) async throws -> Bool {
         let pool = poolID
         let limit = 2000
+        // Every result below the lowest chunk not yet handed out was read:
+        // the scan starts there, not at the dead entries of those before it.
+        let lowest = state.withLock { $0.pending.keys.min() } ?? Int64.max
         let rows = try await work.run { [schema, logger] connection in
             try await connection.query(
                 """
                 WITH gone AS (DELETE FROM \(unescaped: schema.table("result"))
                               WHERE pool_id = \(pool) AND chunk = ANY(\(consumed)::int8[]))
                 SELECT chunk, payload FROM \(unescaped: schema.table("result"))
-                WHERE pool_id = \(pool) AND NOT (chunk = ANY(\(consumed)::int8[])) ORDER BY chunk LIMIT \(limit)
+                WHERE pool_id = \(pool) AND chunk >= \(lowest) AND NOT (chunk = ANY(\(consumed)::int8[]))
+                ORDER BY chunk LIMIT \(limit)
                 """, logger: logger
             ).collect()
         }
