@@ -32,7 +32,10 @@ let package = Package(
             ]),
         .executableTarget(
             name: "ClusterBenchmarks",
-            dependencies: ["MultiprocessingCluster", .product(name: "Multiprocessing", package: rootPackage)]),
+            dependencies: [
+                "MultiprocessingCluster", .product(name: "Multiprocessing", package: rootPackage),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+            ]),
         // The work the tests run, in a module of its own: the test node
         // program and the tests both link it, so its types have the same
         // names in both.
