@@ -25,7 +25,7 @@ import Synchronization
 /// What the node guarantees:
 /// - it holds a lease (a session advisory lock and a heartbeat every 250 ms):
 ///   if its process dies, other nodes run its chunks again within about a
-///   second; if its network goes silent, within about ten;
+///   second; if its network goes silent, within about five;
 /// - on SIGTERM (or when the calling task is cancelled) it drains: it claims
 ///   nothing more, lets its running chunks finish for up to `drainTimeout`,
 ///   hands the rest back for other nodes, and returns;
