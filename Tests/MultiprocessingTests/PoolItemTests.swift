@@ -265,8 +265,9 @@ extension ProcessSuites {
                 }
                 stuck.cancel()
             }
-            // Child processes are waitable too.
-            let children = try [Sleep(milliseconds: 200), Sleep(milliseconds: 10)].map { try ChildProcess($0) }
+            // Child processes are waitable too. (Far apart: on a loaded
+            // machine 200 ms against 10 ms was seen to end both before the wait.)
+            let children = try [Sleep(milliseconds: 1500), Sleep(milliseconds: 10)].map { try ChildProcess($0) }
             for child in children { try child.start() }
             let (done, pending) = await waitForCompletion(of: children, until: .firstCompleted)
             #expect(done.map(ObjectIdentifier.init) == [ObjectIdentifier(children[1])])
