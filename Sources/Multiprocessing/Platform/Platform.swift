@@ -146,7 +146,21 @@ func systemKill(_ pid: pid_t, _ signal: Int32) -> Int32 {
     #endif
 }
 
-func systemFork() -> pid_t {
+extension Platform {
+    /// The library's one fork: standard output and error are flushed first
+    /// (so lines buffered before are printed once, not once per process).
+    ///
+    /// - Returns: 0 in the child, the child's pid in the parent.
+    /// - Throws: `.systemCall` when the kernel refuses.
+    static func fork() throws -> pid_t {
+        fflush(nil)
+        let pid = systemFork()
+        if pid < 0 { throw error("fork") }
+        return pid
+    }
+}
+
+private func systemFork() -> pid_t {
     #if canImport(Glibc)
         Glibc.fork()
     #else

@@ -57,10 +57,11 @@ public final class ForkingPool<Input: Codable & Sendable, Output: Codable & Send
         let zygote = try Zygote.fork(allowingOtherThreads: allowingOtherThreads) {
             ClosureChunk.body = ClosureChunk.body(for: body)
         }
+        // The zygote is a fork server: its workers report forkserver.
         var zygoteOptions = options
-        zygoteOptions.startMethod = StartMethod(kind: .zygote(control: zygote.control), allowsOtherThreads: false)
+        zygoteOptions.startMethod = .forkserver
         do {
-            pool = try ProcessPool(workers: workers, zygoteOptions: zygoteOptions) { zygote.stop() }
+            pool = try ProcessPool(workers: workers, zygote: zygote, options: zygoteOptions) { zygote.stop() }
         } catch {
             zygote.stop()
             throw error

@@ -75,9 +75,10 @@ public final class ProcessPool: Sendable {
     }
 
     /// A pool whose workers come from a zygote (see ``ForkingPool``).
-    init(workers: Int, zygoteOptions options: PoolOptions, onEnd: @escaping @Sendable () -> Void) throws {
+    init(workers: Int, zygote: Zygote, options: PoolOptions, onEnd: @escaping @Sendable () -> Void) throws {
         try Self.check(options: options)
-        engine = try PoolEngine(workers: workers, options: options, initializer: nil, onEnd: onEnd)
+        engine = try PoolEngine(
+            workers: workers, options: options, initializer: nil, forkServer: zygote, onEnd: onEnd)
         client = PoolClient(backend: engine)
     }
 

@@ -493,13 +493,21 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
     /// - Throws: `.unresolvableTask` when the task's type cannot be found by
     ///   name in a child (it is private, fileprivate or local), unless the
     ///   start method is fork.
-    public init<T: ProcessTask>(
+    public convenience init<T: ProcessTask>(
         _ task: T, name: String? = nil, startMethod: StartMethod = .default, daemon: Bool = false
+    ) throws where T.Output == Output {
+        try self.init(task, name: name, startMethod: startMethod, forkServer: nil, daemon: daemon)
+    }
+
+    /// A process for `task`, started by `forkServer` when one is given (a
+    /// ``ForkingPool``'s zygote) rather than as `startMethod` says.
+    init<T: ProcessTask>(
+        _ task: T, name: String?, startMethod: StartMethod, forkServer: Zygote?, daemon: Bool
     ) throws where T.Output == Output {
         decode = { try T._decodeOutput($0) }
         let title = name ?? String(describing: T.self)
         let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
-        if startMethod.kind == .fork {
+        if startMethod.kind == .fork && forkServer == nil {
             launch = { identity in
                 // Look the output type up here, once, rather than in every forked child.
                 Launcher.resolveOutputForForkedChildren(of: T.self)
@@ -518,7 +526,8 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
                     taskType: typeName, payload: payload, name: identity.name, daemon: identity.daemon,
                     parentPID: identity.parentPID, parentName: identity.parentName,
                     printsErrors: identity.printsErrors, title: title)
-                return try Launcher.launch(job, extraFDs: transfer.descriptors, method: startMethod)
+                return try Launcher.launch(
+                    job, extraFDs: transfer.descriptors, method: startMethod, forkServer: forkServer)
             }
         }
         super.init(name: name, startMethod: startMethod, daemon: daemon, launch: launch)

@@ -36,15 +36,10 @@ public enum ForkResult: Hashable, Sendable {
 ///
 /// The corresponding C function is `fork`.
 public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult {
-    ChildRuntime.takeOverIfPending()
-    if !allowingOtherThreads {
-        try refuseForkWithOtherThreads(
-            alternatives: "Use a ChildProcess with StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true"
-        )
-    }
-    fflush(nil)
-    let pid = fork()
-    if pid < 0 { throw Platform.error("fork") }
+    try prepareToFork(
+        allowingOtherThreads: allowingOtherThreads,
+        alternatives: "Use a ChildProcess with StartMethod.forkserver or .spawn, or pass allowingOtherThreads: true")
+    let pid = try Platform.fork()
     if pid > 0 { return .parent(childPID: pid) }
     ChildRuntime.forgetParentAfterFork()
     return .child
@@ -62,6 +57,17 @@ public func waitForProcess(_ pid: Int32) throws -> TerminationStatus {
     var status: Int32 = 0
     try Platform.retrying("waitpid") { waitpid(pid, &status, 0) }
     return TerminationStatus(waitStatus: status)
+}
+
+/// What each of the library's forks (``forkProcess(allowingOtherThreads:)``,
+/// a ``StartMethod/fork`` child, a ``ForkingPool``'s zygote) does first: a
+/// spawned child still starting takes over here, and the fork is refused
+/// while other threads run, unless allowed.
+///
+/// - Parameter alternatives: What the caller can do instead, for the message.
+func prepareToFork(allowingOtherThreads: Bool, alternatives: String) throws {
+    ChildRuntime.takeOverIfPending()
+    if !allowingOtherThreads { try refuseForkWithOtherThreads(alternatives: alternatives) }
 }
 
 /// Throws `.unsafeFork` when threads other than the caller (and the

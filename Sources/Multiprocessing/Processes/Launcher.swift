@@ -81,8 +81,11 @@ enum Lifeline {
 }
 
 enum Launcher {
-    /// Starts a spawned or fork-server child for `job`, handing it `extraFDs` as well.
-    static func launch(_ job: Job, extraFDs: [Int32], method: StartMethod) throws -> LaunchedChild {
+    /// Starts a spawned or fork-server child for `job`, handing it `extraFDs`
+    /// as well; `forkServer`, when given, starts it whatever `method` says.
+    static func launch(
+        _ job: Job, extraFDs: [Int32], method: StartMethod, forkServer: Zygote? = nil
+    ) throws -> LaunchedChild {
         ChildRuntime.takeOverIfPending()
         var frame: [UInt8] = [0, 0, 0, 0]
         try WireEncoder().encode(job, into: &frame)
@@ -97,18 +100,10 @@ enum Launcher {
         }
         var child: LaunchedChild
         do {
-            switch method.kind {
-            case .spawn:
-                child = try spawn(fds: [jobPipe.read, resultFile, Lifeline.readEnd()] + extraFDs)
-            case .forkserver where ProgramEntry.forkServerCannotKeepGlobals:
-                // Each child runs the top-level code itself, as a spawned one does.
-                child = try spawn(fds: [jobPipe.read, resultFile, Lifeline.readEnd()] + extraFDs)
-            case .forkserver:
-                child = try ForkServer.start(fds: [jobPipe.read, resultFile] + extraFDs)
-            case .zygote(let control):
-                child = try ForkServer.request(control: control, fds: [jobPipe.read, resultFile] + extraFDs)
-            case .fork:
-                preconditionFailure("fork children are launched by launchForked")
+            if let forkServer {
+                child = try ForkServer.request(control: forkServer.control, fds: [jobPipe.read, resultFile] + extraFDs)
+            } else {
+                child = try start(method, job: jobPipe.read, result: resultFile, extraFDs: extraFDs)
             }
         } catch {
             for fd in [jobPipe.read, jobPipe.write, resultFile] { Platform.close(fd) }
@@ -122,18 +117,41 @@ enum Launcher {
         return child
     }
 
+    /// Starts a child as `method` says, holding the job's and the result's descriptors and `extraFDs`.
+    private static func start(_ method: StartMethod, job: Int32, result: Int32, extraFDs: [Int32])
+        throws -> LaunchedChild
+    {
+        switch method.kind {
+        case .spawn:
+            return try spawn(fds: [job, result, Lifeline.readEnd()] + extraFDs)
+        case .forkserver where ProgramEntry.forkServerCannotKeepGlobals:
+            // Each child runs the top-level code itself, as a spawned one does.
+            return try spawn(fds: [job, result, Lifeline.readEnd()] + extraFDs)
+        case .forkserver:
+            return try ForkServer.start(fds: [job, result] + extraFDs)
+        case .fork:
+            preconditionFailure("fork children are launched by launchForked")
+        }
+    }
+
     private static func spawn(fds: [Int32]) throws -> LaunchedChild {
-        let extras = fds.count - 3
-        let environment = bootEnvironment(mode: "spawn", extras: extras)
-        let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-child"] : CommandLine.arguments
+        direct(pid: try spawnSelf(mode: "spawn", fds: fds))
+    }
+
+    /// Starts this program's own binary (`posix_spawn` of /proc/self/exe)
+    /// booted as `mode`, holding `fds` from `MP_FD_JOB` on: the job, the
+    /// result, the lifeline, then the extras. The one spawn of the library.
+    static func spawnSelf(mode: String, fds: [Int32]) throws -> pid_t {
+        let environment = bootEnvironment(mode: mode, extras: fds.count - 3)
+        let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-\(mode)"] : CommandLine.arguments
         var pid: pid_t = 0
         let result = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in
                 fds.withUnsafeBufferPointer { mp_spawn_self(&pid, $0.baseAddress, Int32(fds.count), argv, envp) }
             }
         }
-        if result != 0 { throw Platform.error("posix_spawn of /proc/self/exe", result) }
-        return direct(pid: pid)
+        if result != 0 { throw Platform.error("posix_spawn of /proc/self/exe (\(mode))", result) }
+        return pid
     }
 
     /// The environment of a spawned child or fork server: this process's,
@@ -157,21 +175,19 @@ enum Launcher {
     static func launchForked(
         method: StartMethod, identity: ProcessIdentity, title: String? = nil, body: @escaping () -> (Outcome, Int32)
     ) throws -> LaunchedChild {
-        ChildRuntime.takeOverIfPending()
-        if !method.allowsOtherThreads {
-            try refuseForkWithOtherThreads(
-                alternatives: "Use StartMethod.forkserver or .spawn, or StartMethod.fork(allowingOtherThreads: true)")
-        }
+        try prepareToFork(
+            allowingOtherThreads: method.allowsOtherThreads,
+            alternatives: "Use StartMethod.forkserver or .spawn, or StartMethod.fork(allowingOtherThreads: true)")
         _ = try Lifeline.readEnd()
         _ = warmedForForkedChildren
         let resultFile = try Platform.makeAnonymousFile()
         let fromMainThread = mp_is_main_thread() != 0
-        fflush(nil)
-        let pid = fork()
-        if pid < 0 {
-            let code = errno
+        let pid: pid_t
+        do {
+            pid = try Platform.fork()
+        } catch {
             Platform.close(resultFile)
-            throw Platform.error("fork", code)
+            throw error
         }
         if pid == 0 {
             // The caller's mask and handlers are not the child's: with SIGCHLD
@@ -279,20 +295,14 @@ enum ForkServer {
     private static func startServer() throws -> Server {
         let pair = try Platform.makeMessageSocketPair()
         defer { Platform.close(pair[1]) }
-        let environment = Launcher.bootEnvironment(mode: "forkserver", extras: 0)
-        let arguments = CommandLine.arguments.isEmpty ? ["swift-multiprocessing-forkserver"] : CommandLine.arguments
-        let fds = [pair[1], -1, try Lifeline.readEnd()]
-        var pid: pid_t = 0
-        let result = withCStrings(arguments) { argv in
-            withCStrings(environment) { envp in
-                fds.withUnsafeBufferPointer { mp_spawn_self(&pid, $0.baseAddress, 3, argv, envp) }
-            }
-        }
-        if result != 0 {
+        do {
+            // The control socket in the job's place; no result file.
+            let pid = try Launcher.spawnSelf(mode: "forkserver", fds: [pair[1], -1, try Lifeline.readEnd()])
+            return Server(control: pair[0], pid: pid)
+        } catch {
             Platform.close(pair[0])
-            throw Platform.error("posix_spawn of the fork server", result)
+            throw error
         }
-        return Server(control: pair[0], pid: pid)
     }
 
     /// Asks the fork server behind `control` for a worker holding `fds`.

@@ -15,9 +15,6 @@ import Synchronization
 public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
     enum Kind: Hashable, Sendable {
         case spawn, forkserver, fork
-        /// A fork server made by forking this process (a ``ForkingPool``'s),
-        /// reached through this control socket.
-        case zygote(control: Int32)
     }
 
     let kind: Kind
@@ -110,7 +107,6 @@ public struct StartMethod: Hashable, Sendable, CustomStringConvertible {
         case .spawn: "spawn"
         case .forkserver: "forkserver"
         case .fork: allowsOtherThreads ? "fork (other threads allowed)" : "fork"
-        case .zygote: "fork (from the pool's zygote)"
         }
     }
 }

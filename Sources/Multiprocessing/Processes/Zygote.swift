@@ -20,23 +20,21 @@ final class Zygote: Sendable {
     static func fork(
         allowingOtherThreads: Bool, prepareChild: () -> Void
     ) throws -> Zygote {
-        ChildRuntime.takeOverIfPending()
-        if !allowingOtherThreads {
-            try refuseForkWithOtherThreads(
-                alternatives: "A ForkingPool forks this process: create it before starting threads, use a ProcessPool "
-                    + "with a ProcessFunction, or pass allowingOtherThreads: true")
-        }
+        try prepareToFork(
+            allowingOtherThreads: allowingOtherThreads,
+            alternatives: "A ForkingPool forks this process: create it before starting threads, use a ProcessPool "
+                + "with a ProcessFunction, or pass allowingOtherThreads: true")
         let lifeline = try Lifeline.readEnd()
         _ = Launcher.warmedForForkedChildren
         let pair = try Platform.makeMessageSocketPair()
         let fromMainThread = mp_is_main_thread() != 0
-        fflush(nil)
-        let pid = systemFork()
-        if pid < 0 {
-            let code = errno
+        let pid: pid_t
+        do {
+            pid = try Platform.fork()
+        } catch {
             Platform.close(pair[0])
             Platform.close(pair[1])
-            throw Platform.error("fork", code)
+            throw error
         }
         if pid == 0 {
             // The zygote and the workers it forks start clean, whatever the

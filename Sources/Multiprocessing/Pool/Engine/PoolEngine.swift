@@ -64,10 +64,15 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     /// (``waitBriefly(until:)``); while there are any, workers ring no doorbells.
     var watchers = 0
 
+    /// Starts the workers of a ``ForkingPool``: its zygote.
+    private let forkServer: Zygote?
+
     init(
-        workers: Int, options: PoolOptions, initializer: PoolInitializer?, onEnd: (@Sendable () -> Void)? = nil
+        workers: Int, options: PoolOptions, initializer: PoolInitializer?, forkServer: Zygote? = nil,
+        onEnd: (@Sendable () -> Void)? = nil
     ) throws {
         self.options = options
+        self.forkServer = forkServer
         self.onEnd = onEnd
         self.initializer = initializer
         workerCount = workers
@@ -346,7 +351,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
                 index: index, work: childWork, results: childResults, ring: ring, descriptors: sockets.worker,
                 initializer: initializer, maxMemory: options.maxWorkerMemory,
                 itemTimeouts: options.taskTimeout != nil),
-            name: "PoolWorker-\(index)", startMethod: options.startMethod, daemon: true)
+            name: "PoolWorker-\(index)", startMethod: options.startMethod, forkServer: forkServer, daemon: true)
         try process.start()
         childWork.close()
         childResults.close()
