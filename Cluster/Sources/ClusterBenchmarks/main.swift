@@ -59,6 +59,12 @@ if CommandLine.arguments.contains("--cluster-node") {
     exit(0)
 }
 
+// The local pool, the ceiling of X.cluster.map.tiny, is made before anything
+// else: a child of a `main.swift` program runs its top-level code up to the
+// program's first start of a process (the README's "Top-level code in
+// main.swift"), so the benchmark itself must come after it.
+let localPool = try ProcessPool(workers: 2)
+
 let environment = ProcessInfo.processInfo.environment
 guard let serverURL = environment["MULTIPROCESSING_CLUSTER_URL"] else {
     FileHandle.standardError.write(Data("set MULTIPROCESSING_CLUSTER_URL (Cluster/scripts/with-postgres.sh does)\n".utf8))
@@ -371,16 +377,19 @@ try await withClusterPool(database: database) { pool in
 
 if selected("map") {
     // The local pool on the same work, as the ceiling.
-    try await withProcessPool(workers: 2) { pool in
+    var rates: [Double] = []
+    for _ in 0..<3 {
         let start = ContinuousClock.now
-        _ = try await pool.map(TinySquare.self, 0..<items).collect()
-        results.append(
-            Result(
-                "X.cluster.map.tiny.local", unit: "items/s", better: "higher",
-                [Double(items) / seconds(ContinuousClock.now - start)],
-                note: "the local ProcessPool of two workers on the same map: the ceiling"))
+        _ = try await localPool.map(TinySquare.self, 0..<items).collect()
+        rates.append(Double(items) / seconds(ContinuousClock.now - start))
     }
+    results.append(
+        Result(
+            "X.cluster.map.tiny.local", unit: "items/s", better: "higher", rates,
+            note: "the local ProcessPool of two workers on the same map: the ceiling"))
 }
+localPool.close()
+localPool.join()
 try await observer.close().get()
 
 struct Document: Encodable {

@@ -172,6 +172,12 @@ extension ClusterDatabase {
                 .schemaMismatch,
                 "\(what): the cluster schema \(schema) is missing (\(message)); let a node or pool create it "
                     + "(createsSchema) or name the right schema")
+        case "42501":
+            return MultiprocessingError(
+                .databaseRefused,
+                "\(what): user \(configuration.username) lacks a privilege: \(message); grant CREATE on the "
+                    + "database to let it create the schema \(schema), or create the schema with another user and "
+                    + "grant this one USAGE on it and SELECT, INSERT, UPDATE, DELETE on its tables")
         case let state where state.hasPrefix("08") || state.hasPrefix("57P"):
             return MultiprocessingError(.databaseUnavailable, "\(what): the server went away: \(message)")
         case "":

@@ -3,6 +3,7 @@
 #endif
 import ClusterTestWork
 import Foundation
+import Logging
 import Multiprocessing
 import MultiprocessingCluster
 import PostgresNIO
@@ -134,5 +135,23 @@ struct ClusterPoolTests {
         } catch let error as MultiprocessingError {
             #expect(error.code == .databaseRefused)
         }
+
+        // A user who may not create the cluster's schema.
+        let logger = Logger(label: "test")
+        let admin = try await PostgresConnection.connect(
+            configuration: try ClusterDatabase(url: url).configuration, id: 9, logger: logger)
+        let role = "limited_\(getpid())"
+        try await admin.query(PostgresQuery(unsafeSQL: "CREATE ROLE \(role) LOGIN PASSWORD 'limited-password'"), logger: logger)
+        let limited = url.replacingOccurrences(of: "//postgres:cluster-test-password@", with: "//\(role):limited-password@")
+        do {
+            _ = try await ClusterPool(database: try ClusterDatabase(url: limited + "?schema=\(role)"))
+            Issue.record("a user without CREATE on the database created the cluster's schema")
+        } catch let error as MultiprocessingError {
+            #expect(error.code == .databaseRefused, "\(error)")
+            #expect(error.message.contains("lacks a privilege"), "\(error)")
+            #expect(error.message.contains(role), "\(error)")
+        }
+        try await admin.query(PostgresQuery(unsafeSQL: "DROP ROLE \(role)"), logger: logger)
+        try await admin.close()
     }
 }
