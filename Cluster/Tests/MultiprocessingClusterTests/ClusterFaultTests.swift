@@ -11,7 +11,9 @@ import Testing
 @Suite("Cluster faults: dead nodes, re-runs, cancellation, timeouts, poison, restarts", .serialized,
        .enabled(if: serverURL != nil, Comment(rawValue: noServer)))
 struct ClusterFaultTests {
-    @Test("a node SIGKILLed mid-map: its chunks run elsewhere within 2 s, every item once", .timeLimit(.minutes(3)))
+    // How fast is measured by the benchmark X.cluster.recovery.kill (about
+    // 1 s); this test bounds it loosely, against a rescue of minutes.
+    @Test("a node SIGKILLed mid-map: its chunks run elsewhere within seconds, every item once", .timeLimit(.minutes(3)))
     func sigkilledNodeChunksRunElsewhere() async throws {
         try await withTestCluster { cluster in
             let victim = try await cluster.startNode(workers: 2)
@@ -39,7 +41,7 @@ struct ClusterFaultTests {
                 }
                 #expect(seen == Array(0..<40))
                 let recovered = try #require(recovery)
-                #expect(recovered < .seconds(2), "the victim's chunks were handed back after \(recovered)")
+                #expect(recovered < .seconds(10), "the victim's chunks were handed back after \(recovered)")
             }
             #expect(survivor.isRunning)
         }

@@ -11,21 +11,23 @@ import Testing
 
 @Suite("Cluster pool on PostgreSQL", .serialized, .enabled(if: serverURL != nil, Comment(rawValue: noServer)))
 struct ClusterPoolTests {
-    @Test("map, mapUnordered, submit and apply run across two nodes, each result once", .timeLimit(.minutes(3)))
-    func mapSubmitApplyAcrossTwoNodes() async throws {
+    @Test(
+        "map, mapUnordered, submit and apply run across two and three nodes, each result once",
+        .timeLimit(.minutes(3)), arguments: [2, 3])
+    func mapSubmitApplyAcrossNodes(nodeCount: Int) async throws {
         try await withTestCluster { cluster in
-            let first = try await cluster.startNode(workers: 2)
-            let second = try await cluster.startNode(workers: 2)
+            var nodes: [Int32] = []
+            for _ in 0..<nodeCount { nodes.append(try await cluster.startNode(workers: 2).pid) }
             try await withClusterPool(database: cluster.database) { pool in
-                #expect(pool.workerCount == 4)
+                #expect(pool.workerCount == 2 * nodeCount)
                 let squares = try await pool.map(Square.self, 0..<5000).collect()
                 #expect(squares == (0..<5000).map { $0 * $0 })
 
-                // Slow items one per chunk: both nodes take some.
-                let items = (0..<40).map { SlowItem(value: $0, milliseconds: 30) }
+                // Slow items one per chunk: every node takes some.
+                let items = (0..<60).map { SlowItem(value: $0, milliseconds: 30) }
                 let ran = try await pool.map(Slow.self, items, chunkSize: 1).collect()
-                #expect(ran.map(\.value) == Array(0..<40))
-                #expect(Set(ran.map(\.node)) == [first.pid, second.pid])
+                #expect(ran.map(\.value) == Array(0..<60))
+                #expect(Set(ran.map(\.node)) == Set(nodes))
 
                 var unordered: [Int] = []
                 for try await value in pool.mapUnordered(Square.self, 0..<300, chunkSize: 7) { unordered.append(value) }
