@@ -77,13 +77,7 @@ extension Connection {
         maximumMessageSize: Int = Connection.defaultMaximumMessageSize
     ) throws -> (Connection, Connection) {
         _ = try validLimit(maximumMessageSize)
-        var fds: [Int32] = [-1, -1]
-        #if canImport(Glibc)
-            let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        #else
-            let type = SOCK_STREAM
-        #endif
-        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw Platform.error("socketpair") }
+        let fds = try Platform.makeStreamSocketPair()
         return (
             Connection(readFD: fds[0], writeFD: fds[0], maximumMessageSize: maximumMessageSize),
             Connection(readFD: fds[1], writeFD: fds[1], maximumMessageSize: maximumMessageSize)
@@ -102,7 +96,7 @@ extension Connection {
     ///   open; `.endOfStream` when the other end is closed.
     public func sendDescriptor(_ fd: Int32) throws {
         try checkCarriesDescriptors()
-        guard fd >= 0, fcntl(fd, F_GETFD) >= 0 else {
+        guard Platform.isOpen(fd) else {
             throw MultiprocessingError(.invalidArgument, "descriptor \(fd) is not open in this process, so it cannot be sent")
         }
         try send(DescriptorMessage(fd: fd))

@@ -72,14 +72,7 @@ public final class Connection: @unchecked Sendable {
 
     /// Whether `fd` is a Unix socket (a TCP socket cannot carry descriptors).
     private static func isSocket(_ fd: Int32) -> Bool {
-        var info = stat()
-        guard fd >= 0, fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else { return false }
-        var address = sockaddr_storage()
-        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) }
-        }
-        return result == 0 && Int32(address.ss_family) == AF_UNIX
+        Platform.isUnixSocket(fd)
     }
 
     /// Sets ``maximumMessageSize``, higher or lower, for this end only.

@@ -50,11 +50,9 @@ final class DescriptorTransfer: @unchecked Sendable {
         }
         let fd = descriptors[index]
         guard taken.insert(index).inserted else {
-            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            if copy < 0 { throw Platform.error("dup of a descriptor shared by several objects") }
-            return copy
+            return try Platform.duplicate(fd, of: "a descriptor shared by several objects")
         }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        Platform.setCloseOnExec(fd)
         return fd
     }
 }

@@ -96,7 +96,7 @@ public final class Listener: @unchecked Sendable {
                 throw Platform.error("bind to \(address)")
             }
             guard listen(fd, Int32(clamping: max(backlog, 1))) == 0 else { throw Platform.error("listen on \(address)") }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            Platform.setNonBlocking(fd)
             self.address = try socketAddress.bound(fd, requested: address)
         } catch {
             Platform.close(fd)
@@ -153,9 +153,9 @@ public final class Listener: @unchecked Sendable {
             guard !isClosed else { throw MultiprocessingError(.closed, "the listener on \(address) is closed") }
             let client = systemAccept(fd)
             if client >= 0 {
-                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                Platform.setCloseOnExec(client)
                 // Some systems hand the listener's O_NONBLOCK to the accepted socket.
-                _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK)
+                Platform.setNonBlocking(client, false)
                 if case .tcp = address {
                     var one: Int32 = 1
                     _ = setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -99,13 +99,7 @@ struct ThreadCensus {
 
     /// The thread's name; nil once it has ended (its entry is gone).
     private static func threadName(_ tid: Int32) -> String? {
-        let fd = open("/proc/self/task/\(tid)/comm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Platform.close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &bytes, bytes.count)
-        guard count > 0 else { return nil }
-        return String(decoding: bytes[..<count], as: UTF8.self).trimmingNewline()
+        Platform.readSmallFile("/proc/self/task/\(tid)/comm", limit: 64)?.trimmingNewline()
     }
 }
 

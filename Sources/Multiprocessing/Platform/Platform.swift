@@ -5,11 +5,24 @@
 #endif
 import CMultiprocessing
 
-/// The only place that turns C results into Swift errors.
+/// The system calls of the library, each wrapped once.
 ///
 /// Each wrapper makes one system call, applies its EINTR policy (retry, except
 /// for `close`), and throws ``MultiprocessingError`` with the call's name and
-/// errno on failure. EBADF and EFAULT mean the library has a bug and trap.
+/// errno on failure. EBADF and EFAULT mean the library has a bug and trap
+/// (except where the descriptor may be the caller's: ``duplicate(_:of:)``).
+///
+/// Calls made elsewhere, each on purpose:
+/// - the pthread mutexes and conditions, inside the two lock types that own
+///   them (`Internals/ForkSafeMutex.swift`, `Internals/ConditionLock.swift`),
+///   and `pthread_create` for the library's threads (`Internals/BlockingThreads.swift`);
+/// - the socket calls of a ``Listener`` (`socket`, `bind`, `listen`,
+///   `setsockopt`, `getsockname`), in `Channels/Listener.swift`;
+/// - the I/O loops on the data path, whose EINTR and EAGAIN handling is the
+///   loop's own: `FrameReader` (a connection's frames), `Outbox` (a worker's
+///   pipe), the engine's `poll`, and the `poll` of a pidfd while joining;
+/// - calls that cannot fail: `getpid`, `getppid`, `usleep`, `fflush`, and
+///   `opendir`/`readdir` of /proc and /dev/shm, whose failure reads as empty.
 enum Platform {
     static func errorName(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "errno \(code)" }
@@ -54,15 +67,33 @@ enum Platform {
     /// A connected pair of close-on-exec Unix sockets that keep message
     /// boundaries (SOCK_SEQPACKET), for messages that carry descriptors.
     static func makeMessageSocketPair() throws -> [Int32] {
-        var pair: [Int32] = [-1, -1]
         #if canImport(Glibc)
-            let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+            try makeSocketPair(Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
         #else
-            let type = SOCK_STREAM
+            try makeSocketPair(SOCK_STREAM)
         #endif
+    }
+
+    /// A connected pair of close-on-exec Unix stream sockets.
+    static func makeStreamSocketPair() throws -> [Int32] {
+        #if canImport(Glibc)
+            try makeSocketPair(Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+        #else
+            try makeSocketPair(SOCK_STREAM)
+        #endif
+    }
+
+    private static func makeSocketPair(_ type: Int32) throws -> [Int32] {
+        var pair: [Int32] = [-1, -1]
         try retrying("socketpair") { socketpair(AF_UNIX, type, 0, &pair) }
         return pair
     }
+
+    /// The size of a memory page.
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// The CPUs online, at least 1.
+    static var onlineCPUCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Writes every byte, retrying short writes.
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws {
@@ -138,32 +169,48 @@ private func systemClose(_ fd: Int32) -> Int32 {
     #endif
 }
 
-func systemKill(_ pid: pid_t, _ signal: Int32) -> Int32 {
-    #if canImport(Glibc)
-        Glibc.kill(pid, signal)
-    #else
-        Darwin.kill(pid, signal)
-    #endif
-}
-
 extension Platform {
-    /// The library's one fork: standard output and error are flushed first
-    /// (so lines buffered before are printed once, not once per process).
-    ///
-    /// - Returns: 0 in the child, the child's pid in the parent.
-    /// - Throws: `.systemCall` when the kernel refuses.
-    static func fork() throws -> pid_t {
-        fflush(nil)
-        let pid = systemFork()
-        if pid < 0 { throw error("fork") }
-        return pid
+    /// The first `limit` bytes of a small file (one of /proc's), as text;
+    /// `nil` when it cannot be opened or is empty.
+    static func readSmallFile(_ path: String, limit: Int = 4096) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        guard let count = try? retrying("read of \(path)", { read(fd, &bytes, bytes.count) }), count > 0 else {
+            return nil
+        }
+        return String(decoding: bytes[..<count], as: UTF8.self)
     }
 }
 
-private func systemFork() -> pid_t {
-    #if canImport(Glibc)
-        Glibc.fork()
-    #else
-        Darwin.fork()
-    #endif
+extension Platform {
+    /// Reads up to `buffer.count` bytes from the start of the file behind
+    /// `fd` (`pread` at offset 0); 0 when it cannot.
+    static func readFromStart(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        return (try? retrying("pread") { pread(fd, base, buffer.count, 0) }) ?? 0
+    }
+}
+
+/// Wake-up pipes and standard error.
+extension Platform {
+    /// Writes one byte to a non-blocking wake-up pipe; a full pipe already holds a wake-up.
+    static func poke(_ fd: Int32) {
+        var byte: UInt8 = 1
+        _ = write(fd, &byte, 1)
+    }
+
+    /// Reads everything waiting in a non-blocking wake-up pipe.
+    static func drain(_ fd: Int32) {
+        var bytes = [UInt8](repeating: 0, count: 256)
+        while read(fd, &bytes, bytes.count) > 0 {}
+    }
+
+    /// Writes `text` to standard error in one `write`, unbuffered, as a
+    /// report that must not interleave with or wait for buffered output.
+    static func writeStandardError(_ text: String) {
+        var text = text
+        _ = text.withUTF8 { write(2, $0.baseAddress, $0.count) }
+    }
 }

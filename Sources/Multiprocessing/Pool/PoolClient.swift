@@ -154,13 +154,12 @@ struct EncodedChunk: Sendable {
         let payload = try encoder.encode(items)
         var copies: [Int32] = []
         for fd in transfer.descriptors {
-            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            if copy < 0 {
-                let error = Platform.error("dup of a descriptor in a pool input")
+            do {
+                copies.append(try Platform.duplicate(fd, of: "a descriptor in a pool input"))
+            } catch {
                 for fd in copies { Platform.close(fd) }
                 throw error
             }
-            copies.append(copy)
         }
         return EncodedChunk(payload: payload, descriptors: copies)
     }

@@ -73,7 +73,6 @@ final class ProgressBar: @unchecked Sendable {
         }
         line += progress.description + "\u{1B}[K"
         if progress.isFinished { line += "\n" }
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        Platform.writeStandardError(line)
     }
 }

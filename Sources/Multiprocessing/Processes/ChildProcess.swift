@@ -43,7 +43,8 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     }
 
     let state: ForkSafeMutex<State>
-    private let waitLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Held by the one caller that waits for the exit and reaps the child.
+    private let waitLock = ConditionLock()
 
     private static let counter = Atomic(0)
 
@@ -55,15 +56,12 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         self.name = name ?? "ChildProcess-\(number)"
         self.startMethod = startMethod
         state = ForkSafeMutex(State(daemon: daemon, launch: launch))
-        pthread_mutex_init(waitLock, nil)
     }
 
     deinit {
         state.withLock { state in
             if case .running(let child) = state.phase { Self.release(child) }
         }
-        pthread_mutex_destroy(waitLock)
-        waitLock.deallocate()
     }
 
     /// The descriptor that becomes readable when the running child exits.
@@ -320,7 +318,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
         case .created, .starting: throw MultiprocessingError(.notStarted, "process '\(name)' has not been started")
         }
         guard lockWaiting(until: deadline) else { return false }
-        defer { pthread_mutex_unlock(waitLock) }
+        defer { waitLock.unlock() }
         if state.withLock({ $0.status }) != nil { return true }
         while true {
             let exited =
@@ -336,8 +334,11 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     }
 
     private func lockWaiting(until deadline: ContinuousClock.Instant?) -> Bool {
-        guard let deadline else { return pthread_mutex_lock(waitLock) == 0 }
-        while pthread_mutex_trylock(waitLock) != 0 {
+        guard let deadline else {
+            waitLock.lock()
+            return true
+        }
+        while !waitLock.tryLock() {
             if deadline <= .now { return false }
             usleep(1000)
         }
@@ -347,8 +348,7 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     /// Without a pidfd (kernels before 5.3): looks for the exit every 10 ms.
     private func pollWithoutPidfd(_ child: LaunchedChild, deadline: ContinuousClock.Instant?) throws -> Bool {
         while true {
-            var status: Int32 = 0
-            if waitpid(child.pid, &status, Int32(WNOHANG) | Int32(WNOWAIT)) == child.pid { return true }
+            if Platform.hasEnded(child.pid) { return true }
             if let deadline, deadline <= .now { return false }
             usleep(10_000)
         }
@@ -357,11 +357,8 @@ public class AnyChildProcess: @unchecked Sendable, CustomStringConvertible {
     private func reap(_ child: LaunchedChild) {
         var status: TerminationStatus
         if child.isDirect {
-            var raw: Int32 = 0
-            var result: pid_t
-            repeat { result = waitpid(child.pid, &raw, 0) } while result < 0 && errno == EINTR
             // ECHILD: something else (SIGCHLD set to SIG_IGN) reaped it and its status is lost.
-            status = result == child.pid ? TerminationStatus(waitStatus: raw) : .exited(255)
+            status = (try? Platform.reap(child.pid)).map(TerminationStatus.init(waitStatus:)) ?? .exited(255)
         } else {
             status = Self.serverReportedStatus(child) ?? Self.statusWithoutServer(child)
         }

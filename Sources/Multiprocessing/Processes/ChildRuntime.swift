@@ -13,7 +13,7 @@ enum ChildRuntime {
     static func main() -> Int32 {
         let extras = Int(mp_boot_extra_count())
         let resultFD = mp_boot_result_fd()
-        _ = fcntl(resultFD, F_SETFD, FD_CLOEXEC)
+        Platform.setCloseOnExec(resultFD)
         let job: Job
         do {
             var reader = FrameReader(fd: mp_boot_job_fd())
@@ -107,7 +107,7 @@ enum ChildRuntime {
         let text =
             "Process '\(identity.name)' (pid \(identity.pid)) failed: \(envelope.typeName): \(envelope.description)\n"
         fflush(nil)
-        _ = text.withCString { write(2, $0, strlen($0)) }
+        Platform.writeStandardError(text)
     }
 
     private static func encodeFrame(_ outcome: Outcome) throws -> [UInt8] {
@@ -169,36 +169,22 @@ func runSynchronously<R: Sendable>(_ body: @escaping @Sendable () async -> R) ->
 }
 
 private final class ResultBox<R: Sendable>: @unchecked Sendable {
-    // @unchecked: `value` is written once and read once, both under `mutex`.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    // @unchecked: `value` is written once and read once, both under `lock`.
+    private let lock = ConditionLock()
     private var value: R?
 
-    init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(ready, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(ready)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        ready.deallocate()
-    }
-
     func put(_ result: R) {
-        pthread_mutex_lock(mutex)
-        value = result
-        pthread_cond_signal(ready)
-        pthread_mutex_unlock(mutex)
+        lock.withLock {
+            value = result
+            lock.signal()
+        }
     }
 
     func take() -> R {
-        pthread_mutex_lock(mutex)
-        while value == nil { pthread_cond_wait(ready, mutex) }
-        let result = value!
-        pthread_mutex_unlock(mutex)
-        return result
+        lock.withLock {
+            while value == nil { lock.wait() }
+            return value!
+        }
     }
 }
 

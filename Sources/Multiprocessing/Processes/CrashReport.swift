@@ -32,7 +32,7 @@ enum CrashReport {
     /// its frames named; `nil` if it wrote none.
     static func read(from fd: Int32) -> String? {
         var bytes = [UInt8](repeating: 0, count: maximumBytes)
-        let count = pread(fd, &bytes, bytes.count, 0)
+        let count = bytes.withUnsafeMutableBytes { Platform.readFromStart(fd, into: $0) }
         let magic = Array(MP_CRASH_MAGIC.utf8)
         guard count > magic.count, bytes.starts(with: magic) else { return nil }
         let text = String(decoding: bytes[magic.count..<count], as: UTF8.self)

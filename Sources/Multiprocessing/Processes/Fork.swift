@@ -54,9 +54,7 @@ public func forkProcess(allowingOtherThreads: Bool = false) throws -> ForkResult
 /// The corresponding C function is `waitpid`.
 @available(*, noasync, message: "Blocks the calling thread")
 public func waitForProcess(_ pid: Int32) throws -> TerminationStatus {
-    var status: Int32 = 0
-    try Platform.retrying("waitpid") { waitpid(pid, &status, 0) }
-    return TerminationStatus(waitStatus: status)
+    TerminationStatus(waitStatus: try Platform.reap(pid))
 }
 
 /// What each of the library's forks (``forkProcess(allowingOtherThreads:)``,

@@ -287,8 +287,7 @@ enum ForkServer {
     private static func stopServer(_ server: inout Server?) {
         guard let current = server else { return }
         Platform.close(current.control)
-        var status: Int32 = 0
-        _ = waitpid(current.pid, &status, 0)
+        _ = try? Platform.reap(current.pid)
         server = nil
     }
 

@@ -109,7 +109,7 @@ public struct ParentProcess: Hashable, Sendable, CustomStringConvertible {
             // No pidfd: the process is gone once it cannot be signalled.
             let deadline = ContinuousClock.now + .milliseconds(Int(max(0, timeoutMilliseconds)))
             while true {
-                if kill(pid, 0) != 0 && errno == ESRCH { return true }
+                if !Platform.exists(pid) { return true }
                 if timeoutMilliseconds >= 0 && ContinuousClock.now >= deadline { return false }
                 usleep(10_000)
             }
@@ -136,14 +136,14 @@ public func activeChildren() -> [AnyChildProcess] {
 /// `os.process_cpu_count()`, plus the container quota. At least 1.
 public func availableCPUCount() -> Int {
     var count = Int(mp_affinity_cpu_count())
-    if count <= 0 { count = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    if count <= 0 { count = Platform.onlineCPUCount }
     if let quota = cgroupCPUQuota() { count = min(count, quota) }
     return max(1, count)
 }
 
 /// The cgroup v2 `cpu.max` limit of this process's cgroup (and its parents), in whole CPUs.
 private func cgroupCPUQuota() -> Int? {
-    guard let membership = readSmallFile("/proc/self/cgroup") else { return nil }
+    guard let membership = Platform.readSmallFile("/proc/self/cgroup") else { return nil }
     var path: String?
     for line in membership.split(separator: "\n") where line.hasPrefix("0::") {
         path = String(line.dropFirst(3))
@@ -152,7 +152,7 @@ private func cgroupCPUQuota() -> Int? {
     var limit: Int?
     while true {
         let file = "/sys/fs/cgroup" + (directory == "/" ? "" : directory) + "/cpu.max"
-        if let text = readSmallFile(file) {
+        if let text = Platform.readSmallFile(file) {
             let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             if fields.count >= 2, let quota = Double(fields[0]), let period = Double(fields[1]), period > 0 {
                 let cpus = Int((quota / period).rounded(.up))
@@ -167,14 +167,4 @@ private func cgroupCPUQuota() -> Int? {
         }
     }
     return limit
-}
-
-func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { Platform.close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 4096)
-    let count = read(fd, &bytes, bytes.count)
-    guard count > 0 else { return nil }
-    return String(decoding: bytes[..<count], as: UTF8.self)
 }

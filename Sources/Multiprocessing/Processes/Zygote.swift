@@ -76,7 +76,6 @@ final class Zygote: Sendable {
     func stop() {
         Self.openControls.withLock { $0.removeAll { $0 == control } }
         Platform.close(control)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        _ = try? Platform.reap(pid)
     }
 }

@@ -24,20 +24,20 @@ enum SegmentCreators {
     /// Records this process as the creator of `name`.
     static func record(_ name: String) throws {
         let path = "/" + prefix + name
-        let fd = shm_open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Platform.error("shm_open of the creator record of '\(name)'") }
+        let fd = try Platform.openSharedMemory(
+            path, O_RDWR | O_CREAT | O_TRUNC, mode: 0o600, what: "the creator record of '\(name)'")
         defer { Platform.close(fd) }
         var record = (getpid(), startTime(of: getpid()) ?? 0)
         let code = withUnsafeBytes(of: &record) { mp_write_all(fd, $0.baseAddress, $0.count) }
         if code != 0 {
-            shm_unlink(path)
+            Platform.unlinkSharedMemory(path)
             throw Platform.error("writing the creator record of '\(name)'", code)
         }
     }
 
     /// Forgets the creator of `name` (its name is removed).
     static func forget(_ name: String) {
-        shm_unlink("/" + prefix + name)
+        Platform.unlinkSharedMemory("/" + prefix + name)
     }
 
     /// Removes every non-persistent segment whose creator is no longer alive.
@@ -53,25 +53,24 @@ enum SegmentCreators {
             }
             closedir(directory)
             for name in orphans {
-                shm_unlink("/" + name)
+                Platform.unlinkSharedMemory("/" + name)
                 forget(name)
             }
         #endif
     }
 
     private static func read(_ file: String) -> Record? {
-        let fd = shm_open("/" + file, O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? Platform.openSharedMemory("/" + file, O_RDONLY, what: "a creator record") else { return nil }
         defer { Platform.close(fd) }
         var record: (Int32, UInt64) = (0, 0)
-        let count = withUnsafeMutableBytes(of: &record) { pread(fd, $0.baseAddress, $0.count, 0) }
+        let count = withUnsafeMutableBytes(of: &record) { Platform.readFromStart(fd, into: $0) }
         // A record being written right now is not yet complete: leave it.
         guard count == MemoryLayout<(Int32, UInt64)>.size, record.0 > 0 else { return nil }
         return Record(pid: record.0, startTime: record.1)
     }
 
     private static func isAlive(_ record: Record) -> Bool {
-        if kill(record.pid, 0) != 0 && errno == ESRCH { return false }
+        if !Platform.exists(record.pid) { return false }
         // The pid may have been reused by a process started later.
         if record.startTime != 0, let now = startTime(of: record.pid), now != record.startTime { return false }
         return true

@@ -81,14 +81,12 @@ public final class SharedMemory: @unchecked Sendable {
         ownsName: Bool = false
     ) throws {
         let mappedSize = counted ? Self.pooledMappedSize(size) : size
-        var status = stat()
-        try Platform.retrying("fstat") { fstat(fd, &status) }
-        guard Int(status.st_size) == mappedSize else {
+        let held = try Platform.size(of: fd)
+        guard held == mappedSize else {
             throw MultiprocessingError(
-                .decodingFailed,
-                "the shared memory descriptor holds \(status.st_size) bytes, not the \(mappedSize) expected")
+                .decodingFailed, "the shared memory descriptor holds \(held) bytes, not the \(mappedSize) expected")
         }
-        baseAddress = try Self.map(fd: fd, size: mappedSize, populate: populate)
+        baseAddress = try Platform.mapShared(fd, size: mappedSize, populate: populate)
         self.fd = fd
         self.size = size
         self.name = name
@@ -103,7 +101,7 @@ public final class SharedMemory: @unchecked Sendable {
                 try Self.register(header)
             } catch {
                 mp_segment_detach(header)
-                munmap(baseAddress, mappedSize)
+                Platform.unmap(baseAddress, size: mappedSize)
                 throw error
             }
             self.header = header
@@ -131,7 +129,7 @@ public final class SharedMemory: @unchecked Sendable {
         do {
             try Self.register(header)
         } catch {
-            munmap(base, mappedSize)
+            Platform.unmap(base, size: mappedSize)
             Platform.close(fd)
             throw error
         }
@@ -166,15 +164,15 @@ public final class SharedMemory: @unchecked Sendable {
     private static func makeAnonymous(mappedSize: Int) throws -> (fd: Int32, base: UnsafeMutableRawPointer) {
         let fd = try Platform.makeAnonymousFile()
         do {
-            try Platform.retrying("ftruncate") { ftruncate(fd, off_t(mappedSize)) }
-            return (fd, try map(fd: fd, size: mappedSize, populate: false))
+            try Platform.resize(fd, to: mappedSize)
+            return (fd, try Platform.mapShared(fd, size: mappedSize, populate: false))
         } catch {
             Platform.close(fd)
             throw error
         }
     }
 
-    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    static let pageSize = Platform.pageSize
 
     static func pooledMappedSize(_ size: Int) -> Int {
         (size + pageSize - 1) / pageSize * pageSize + pageSize
@@ -211,14 +209,13 @@ public final class SharedMemory: @unchecked Sendable {
         }
         try check(size: size)
         SegmentCreators.sweep()
-        let fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
+        let fd = try Platform.openSharedMemory(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o600, what: "'\(name)'")
         do {
             if !persistent { try SegmentCreators.record(name) }
-            try Platform.retrying("ftruncate") { ftruncate(fd, off_t(size)) }
+            try Platform.resize(fd, to: size)
             return try SharedMemory(adopting: fd, size: size, name: name, ownsName: true)
         } catch {
-            shm_unlink(path)
+            Platform.unlinkSharedMemory(path)
             if !persistent { SegmentCreators.forget(name) }
             Platform.close(fd)
             throw error
@@ -231,12 +228,9 @@ public final class SharedMemory: @unchecked Sendable {
     public static func open(named name: String) throws -> SharedMemory {
         let path = try checkedPath(name)
         SegmentCreators.sweep()
-        let fd = shm_open(path, O_RDWR | O_CLOEXEC, 0)
-        guard fd >= 0 else { throw Platform.error("shm_open of '\(name)'") }
-        var status = stat()
+        let fd = try Platform.openSharedMemory(path, O_RDWR, what: "'\(name)'")
         do {
-            try Platform.retrying("fstat") { fstat(fd, &status) }
-            return try SharedMemory(adopting: fd, size: Int(status.st_size), name: name)
+            return try SharedMemory(adopting: fd, size: try Platform.size(of: fd), name: name)
         } catch {
             Platform.close(fd)
             throw error
@@ -261,7 +255,9 @@ public final class SharedMemory: @unchecked Sendable {
                     : "the segment '\(name)' was opened, not created, here: only its creator removes the name")
         }
         SegmentCreators.forget(name)
-        if shm_unlink(try Self.checkedPath(name)) != 0 { throw Platform.error("shm_unlink of '\(name)'") }
+        guard Platform.unlinkSharedMemory(try Self.checkedPath(name)) else {
+            throw Platform.error("shm_unlink of '\(name)'")
+        }
     }
 
     private static func checkedPath(_ name: String) throws -> String {
@@ -276,14 +272,6 @@ public final class SharedMemory: @unchecked Sendable {
         return "/" + name
     }
 
-    /// Maps the segment. `populate` maps every page at once: one bulk
-    /// operation instead of a page fault per 4 KiB on first touch.
-    private static func map(fd: Int32, size: Int, populate: Bool) throws -> UnsafeMutableRawPointer {
-        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0)
-        guard let address, address != MAP_FAILED else { throw Platform.error("mmap") }
-        return address
-    }
-
     deinit {
         if let header {
             mp_segment_unregister(header)
@@ -292,10 +280,10 @@ public final class SharedMemory: @unchecked Sendable {
                 return
             }
         }
-        munmap(baseAddress, mappedSize)
+        Platform.unmap(baseAddress, size: mappedSize)
         Platform.close(fd)
         if let name, ownsName.load(ordering: .acquiring) {
-            shm_unlink("/" + name)
+            Platform.unlinkSharedMemory("/" + name)
             SegmentCreators.forget(name)
         }
     }

@@ -143,7 +143,7 @@ public final class SharedMemoryPool: Sendable {
         }
 
         static func free(fd: Int32, base: UnsafeMutableRawPointer, mappedSize: Int) {
-            munmap(base, mappedSize)
+            Platform.unmap(base, size: mappedSize)
             Platform.close(fd)
         }
     }

@@ -81,8 +81,8 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
             PoolWorkerStatistics(index: $0, pid: nil, tasksDone: 0, busyTime: .zero, restarts: 0)
         }
         wake = try Platform.makePipe()
-        _ = fcntl(wake.read, F_SETFL, O_NONBLOCK)
-        _ = fcntl(wake.write, F_SETFL, O_NONBLOCK)
+        Platform.setNonBlocking(wake.read)
+        Platform.setNonBlocking(wake.write)
         do {
             for index in 0..<workers { slots.append(try startWorker(index)) }
         } catch {
@@ -266,10 +266,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
             mp_fork_gate_enter()
             if ready < 0 && errno != EINTR { preconditionFailure("poll: \(Platform.errorName(errno))") }
             lock.withLock {
-                if fds[0].revents != 0 {
-                    var drain = [UInt8](repeating: 0, count: 256)
-                    while read(wake.read, &drain, drain.count) > 0 {}
-                }
+                if fds[0].revents != 0 { Platform.drain(wake.read) }
                 for slot in slots { mp_ring_end_wait(slot.ring.pointer) }
                 for (position, watch) in watches.enumerated() where fds[position + 1].revents != 0 {
                     switch watch {
@@ -294,8 +291,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
     func notify() {
         lock.withLock {
             guard phase != .ended else { return }
-            var byte: UInt8 = 1
-            _ = write(wake.write, &byte, 1)
+            Platform.poke(wake.write)
         }
     }
 
@@ -358,7 +354,7 @@ final class PoolEngine: PoolBackend, @unchecked Sendable {
         // Large chunks pass in fewer, larger writes (up to the system's pipe-max-size).
         _ = mp_set_pipe_size(work.writeFD, 1 << 20)
         _ = mp_set_pipe_size(results.readFD, 1 << 20)
-        _ = fcntl(work.writeFD, F_SETFL, fcntl(work.writeFD, F_GETFL) | O_NONBLOCK)
+        Platform.setNonBlocking(work.writeFD)
         return WorkerSlot(
             index: index, process: process, work: work, results: results, ring: ring, descriptors: sockets.pool,
             timed: options.taskTimeout != nil)

@@ -144,8 +144,8 @@ extension PoolWorkerTask {
 
 /// This process's resident memory in bytes, from /proc/self/statm.
 func residentMemory() -> Int {
-    guard let text = readSmallFile("/proc/self/statm") else { return 0 }
+    guard let text = Platform.readSmallFile("/proc/self/statm") else { return 0 }
     let fields = text.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    return pages * Platform.pageSize
 }
