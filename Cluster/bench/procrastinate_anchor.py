@@ -159,6 +159,12 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int((len(sorted_values) - 1) * p))]
 
 
+def result(name, unit, better, sorted_values, note):
+    """One result of schema 1 (shared/bench/WORKLOADS.md) over sorted values."""
+    return {"name": name, "unit": unit, "better": better, "median": percentile(sorted_values, 0.5),
+            "min": sorted_values[0], "max": sorted_values[-1], "reps": len(sorted_values), "note": note}
+
+
 # The machine's facts as the Python anchor records them (Benchmarks/python).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Benchmarks", "python"))
 from bench_python import machine_info  # noqa: E402
@@ -264,11 +270,9 @@ async def driver(args):
                 if args.truncate:
                     await truncate_jobs(admin)
             rates.sort()
-            results.append({
-                "name": "X.cluster.map.tiny", "unit": "items/s", "better": "higher",
-                "median": percentile(rates, 0.5), "min": rates[0], "max": rates[-1],
-                "reps": len(rates),
-                "note": ("procrastinate %s: %d integers squared, one job per item, deferred with "
+            results.append(result(
+                "X.cluster.map.tiny", "items/s", "higher", rates,
+                ("procrastinate %s: %d integers squared, one job per item, deferred with "
                          "Task.batch_defer_async in batches of %d; two worker processes of "
                          "Procrastinate's default concurrency 1, driver and server on the same 2 "
                          "cores; done = no job left todo/doing (polled every %g s), then all %d "
@@ -277,8 +281,7 @@ async def driver(args):
                          "million: the rate is per item, Procrastinate is slow"
                          % (procrastinate.__version__, args.items, args.batch, args.poll,
                             args.items, "truncated" if args.truncate else "kept in the table",
-                            args.items)),
-            })
+                            args.items))))
 
             # Round trips: a NOTIFY when a job becomes 'succeeded', for this phase only.
             await admin.execute("""
@@ -327,15 +330,12 @@ async def driver(args):
             times.sort()
             p99 = percentile(times, 0.99)
             log("  round trip: p50 %.2f ms, p99 %.2f ms over %d" % (percentile(times, 0.5), p99, len(times)))
-            results.append({
-                "name": "X.cluster.apply.roundtrip", "unit": "ms", "better": "lower",
-                "median": percentile(times, 0.5), "min": times[0], "max": times[-1],
-                "reps": len(times),
-                "note": ("procrastinate %s: one Task.defer_async on idle workers (woken by "
+            results.append(result(
+                "X.cluster.apply.roundtrip", "ms", "lower", times,
+                ("procrastinate %s: one Task.defer_async on idle workers (woken by "
                          "LISTEN/NOTIFY), until a NOTIFY from a bench trigger on the job's "
                          "'succeeded' update; p99 %.2f ms; 3 commits per job (insert+notify, "
-                         "fetch, finish)" % (procrastinate.__version__, p99)),
-            })
+                         "fetch, finish)" % (procrastinate.__version__, p99))))
     finally:
         stop_workers(procs)
         if listener is not None:

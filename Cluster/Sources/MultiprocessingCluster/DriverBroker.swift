@@ -25,6 +25,8 @@ final class DriverBroker: PoolBackend, Sendable {
         /// Result rows handed out, to delete on the next read.
         var consumed: [Int64] = []
         var nextChunk: Int64 = 0
+        /// No chunk below this one is pending: it only moves up.
+        var lowestPending: Int64 = 0
         var closed = false
         var cancelUnclaimed = false
         var terminated = false
@@ -377,7 +379,12 @@ final class DriverBroker: PoolBackend, Sendable {
         let limit = 2000
         // Every result below the lowest chunk not yet handed out was read:
         // the scan starts there, not at the dead entries of those before it.
-        let lowest = state.withLock { $0.pending.keys.min() } ?? Int64.max
+        let lowest = state.withLock { state in
+            while state.lowestPending < state.nextChunk && state.pending[state.lowestPending] == nil {
+                state.lowestPending += 1
+            }
+            return state.lowestPending
+        }
         let rows = try await work.run { [schema, logger] connection in
             try await connection.query(
                 """

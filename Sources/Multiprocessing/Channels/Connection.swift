@@ -57,7 +57,8 @@ public final class Connection: @unchecked Sendable {
         self.readFD = readFD
         self.writeFD = writeFD
         sizeLimit = Atomic(maximumMessageSize)
-        carriesDescriptors = Self.isSocket(readFD >= 0 ? readFD : writeFD)
+        // Only a Unix socket carries descriptors (a TCP socket cannot).
+        carriesDescriptors = Platform.isUnixSocket(readFD >= 0 ? readFD : writeFD)
         reader = ForkSafeMutex(
             FrameReader(fd: readFD, capacity: readFD >= 0 ? 64 * 1024 : 16, carriesDescriptors: carriesDescriptors))
         Platform.ignoreBrokenPipeSignal()
@@ -69,11 +70,6 @@ public final class Connection: @unchecked Sendable {
     /// ``Listener`` and ``Connection/connect(to:authenticationKey:authenticationTimeout:maximumMessageSize:)``.
     /// Ends made by ``pipe(duplex:maximumMessageSize:)`` are pipes and cannot.
     public let carriesDescriptors: Bool
-
-    /// Whether `fd` is a Unix socket (a TCP socket cannot carry descriptors).
-    private static func isSocket(_ fd: Int32) -> Bool {
-        Platform.isUnixSocket(fd)
-    }
 
     /// Sets ``maximumMessageSize``, higher or lower, for this end only.
     ///

@@ -504,7 +504,7 @@ public final class ChildProcess<Output: Sendable>: AnyChildProcess, @unchecked S
         decode = { try T._decodeOutput($0) }
         let title = name ?? String(describing: T.self)
         let launch: @Sendable (ProcessIdentity) throws -> LaunchedChild
-        if startMethod.kind == .fork && forkServer == nil {
+        if startMethod.kind == .fork {
             launch = { identity in
                 // Look the output type up here, once, rather than in every forked child.
                 Launcher.resolveOutputForForkedChildren(of: T.self)
