@@ -101,6 +101,12 @@ RESTART
 chmod 755 "$DIR/restart.sh"
 
 stop() {
+    local status=$?
+    # A failed command: the server's own errors say what it refused.
+    if [ "$status" != 0 ] && [ -f "$DIR/log" ]; then
+        echo "with-postgres: the command failed ($status); the server's errors:" >&2
+        grep -E "ERROR|FATAL|PANIC" "$DIR/log" | grep -v "terminating connection due to administrator" | tail -40 >&2 || true
+    fi
     as_server "$PGBIN/pg_ctl -D $DIR/data -m fast -w stop" >/dev/null 2>&1 || true
     if [ -n "$NETNS" ]; then
         ip link del "mph$PORT" 2>/dev/null || true

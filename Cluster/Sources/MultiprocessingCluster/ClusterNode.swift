@@ -212,12 +212,6 @@ final class NodeAgent: Sendable {
         let agent = NodeAgent(
             database: database, logger: logger, pool: pool, workers: workers, drainTimeout: drainTimeout,
             control: control, work: work, nodeID: nodeID)
-        await control.setOnReconnect { [weak agent] connection in
-            guard let agent else { return }
-            try await connection.query(
-                "SELECT pg_advisory_lock(\(Schema.nodeLockSpace), \(Int32(truncatingIfNeeded: agent.nodeID)))",
-                logger: logger)
-        }
         return agent
     }
 
@@ -234,8 +228,9 @@ final class NodeAgent: Sendable {
         guard let id = try rows.first?.decode(Int64.self) else {
             throw MultiprocessingError(.schemaMismatch, "registering the node returned no row")
         }
+        // A new id's lease is free; the heartbeat keeps it, and takes it again after a reconnect.
         try await connection.query(
-            "SELECT pg_advisory_lock(\(Schema.nodeLockSpace), \(Int32(truncatingIfNeeded: id)))", logger: logger)
+            PostgresQuery(unsafeSQL: "SELECT \(schema.lease(schema.nodeLockSpace, id))"), logger: logger)
         return id
     }
 
@@ -490,8 +485,11 @@ final class NodeAgent: Sendable {
         let me = nodeID
         let rows = try await control.run { [schema, logger] connection in
             try await connection.query(
-                "UPDATE \(unescaped: schema.table("node")) SET last_seen = now() WHERE id = \(me) RETURNING id",
-                logger: logger
+                PostgresQuery(
+                    unsafeSQL: """
+                        UPDATE \(schema.table("node")) SET last_seen = now() WHERE id = \(me)
+                        RETURNING \(schema.lease(schema.nodeLockSpace, me))
+                        """), logger: logger
             ).collect()
         }
         guard rows.isEmpty else { return }
@@ -505,7 +503,7 @@ final class NodeAgent: Sendable {
         for chunk in running { pool.backend.cancel(chunk.group, stopRunning: true) }
         let id = try await control.run { [schema, logger, workers] connection in
             try await connection.query(
-                "SELECT pg_advisory_unlock(\(Schema.nodeLockSpace), \(Int32(truncatingIfNeeded: me)))", logger: logger)
+                "SELECT pg_advisory_unlock(\(schema.nodeLockSpace), \(Int32(truncatingIfNeeded: me)))", logger: logger)
             return try await Self.register(on: connection, schema: schema, workers: workers, logger: logger)
         }
         state.withLock { $0.nodeID = id }
@@ -585,7 +583,7 @@ final class NodeAgent: Sendable {
                              least(now() - n.last_seen, (SELECT up FROM since)) > interval '5 seconds'
                              OR (least(now() - n.last_seen, (SELECT up FROM since)) > interval '1 second'
                                  AND NOT EXISTS (SELECT 1 FROM held
-                                                 WHERE space = \(Int64(Schema.nodeLockSpace))
+                                                 WHERE space = \(Int64(UInt32(bitPattern: schema.nodeLockSpace)))
                                                    AND held.id = n.id)))
                          RETURNING n.id),
                      dead_pools AS (
@@ -593,7 +591,7 @@ final class NodeAgent: Sendable {
                          WHERE least(now() - p.last_seen, (SELECT up FROM since)) > interval '10 seconds'
                             OR (least(now() - p.last_seen, (SELECT up FROM since)) > interval '2 seconds'
                                 AND NOT EXISTS (SELECT 1 FROM held
-                                                WHERE space = \(Int64(Schema.poolLockSpace))
+                                                WHERE space = \(Int64(UInt32(bitPattern: schema.poolLockSpace)))
                                                   AND held.id = p.id))
                          RETURNING p.id)
                 SELECT (SELECT count(*) FROM dead_nodes), (SELECT count(*) FROM dead_pools)

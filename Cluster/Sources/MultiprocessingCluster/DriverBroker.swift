@@ -80,8 +80,9 @@ final class DriverBroker: PoolBackend, Sendable {
             }
             let decoded = try row.decode((Int64, Int64).self)
             (id, workers) = (decoded.0, Int(decoded.1))
+            // A new id's lease is free; the heartbeat keeps it, and takes it again after a reconnect.
             try await connection.query(
-                "SELECT pg_advisory_lock(\(Schema.poolLockSpace), \(Int32(truncatingIfNeeded: id)))", logger: logger)
+                PostgresQuery(unsafeSQL: "SELECT \(schema.lease(schema.poolLockSpace, id))"), logger: logger)
             _ = try await work.open()
         } catch {
             await control.close()
@@ -90,11 +91,6 @@ final class DriverBroker: PoolBackend, Sendable {
         }
         let broker = DriverBroker(
             poolID: id, database: database, logger: logger, control: control, work: work, workers: workers)
-        await control.setOnReconnect { connection in
-            // The lease is the session's advisory lock: take it again.
-            try await connection.query(
-                "SELECT pg_advisory_lock(\(Schema.poolLockSpace), \(Int32(truncatingIfNeeded: id)))", logger: logger)
-        }
         Task { await broker.run() }
         return broker
     }
@@ -421,10 +417,12 @@ final class DriverBroker: PoolBackend, Sendable {
             do {
                 let rows = try await control.run { [schema, logger, poolID] connection in
                     try await connection.query(
-                        """
-                        UPDATE \(unescaped: schema.table("pool")) SET last_seen = now() WHERE id = \(poolID)
-                        RETURNING (SELECT coalesce(sum(workers), 0)::int8 FROM \(unescaped: schema.table("node")))
-                        """, logger: logger
+                        PostgresQuery(
+                            unsafeSQL: """
+                                UPDATE \(schema.table("pool")) SET last_seen = now() WHERE id = \(poolID)
+                                RETURNING (SELECT coalesce(sum(workers), 0)::int8 FROM \(schema.table("node"))),
+                                          \(schema.lease(schema.poolLockSpace, poolID))
+                                """), logger: logger
                     ).collect()
                 }
                 guard let row = rows.first else {
@@ -435,7 +433,7 @@ final class DriverBroker: PoolBackend, Sendable {
                                 + "could not be reached"))
                     return
                 }
-                workers.store(max(1, Int(try row.decode(Int64.self))), ordering: .relaxed)
+                workers.store(max(1, Int(try row.decode((Int64, Bool).self).0)), ordering: .relaxed)
             } catch is CancellationError {
                 return
             } catch {

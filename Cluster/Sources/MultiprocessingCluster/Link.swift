@@ -13,9 +13,6 @@ actor Link {
     private let database: ClusterDatabase
     private let logger: Logger
     private var connection: PostgresConnection?
-    /// Runs on every new connection after the first (a lease to take again,
-    /// channels to listen on again).
-    private var onReconnect: (@Sendable (PostgresConnection) async throws -> Void)?
     private var closed = false
     /// The new connection being made, which every statement that found the old one lost waits for.
     private var connecting: Task<PostgresConnection, any Error>?
@@ -32,10 +29,6 @@ actor Link {
         let connection = try await database.connect(logger: logger)
         self.connection = connection
         return connection
-    }
-
-    func setOnReconnect(_ body: @escaping @Sendable (PostgresConnection) async throws -> Void) {
-        onReconnect = body
     }
 
     /// Runs `body` on the connection, reconnecting (with a growing pause,
@@ -75,16 +68,9 @@ actor Link {
         if let connecting { return try await connecting.value }
         let stale = connection
         connection = nil
-        let task = Task.detached { [database, logger, onReconnect] () async throws -> PostgresConnection in
+        let task = Task.detached { [database, logger] () async throws -> PostgresConnection in
             if let stale { try? await stale.close() }
-            let fresh = try await database.connect(logger: logger)
-            do {
-                try await onReconnect?(fresh)
-            } catch {
-                try? await fresh.close()
-                throw error
-            }
-            return fresh
+            return try await database.connect(logger: logger)
         }
         connecting = task
         let fresh: PostgresConnection

@@ -18,13 +18,45 @@ import PostgresNIO
 struct Schema: Sendable {
     /// The version this library writes and reads.
     static let version = 1
-    /// Namespaces of the advisory locks that are the leases of nodes and pools.
-    static let nodeLockSpace: Int32 = 0x6D70_6E00
-    static let poolLockSpace: Int32 = 0x6D70_7000
     /// Serialises creation and migration of the schema.
     static let migrationLock: Int64 = 0x6D70_6D69_6772
 
     let name: String
+    /// Namespaces of the advisory locks that are the leases of nodes and
+    /// pools: the schema's own, since node and pool ids count from 1 in every
+    /// schema and two clusters may share a database.
+    let nodeLockSpace: Int32
+    let poolLockSpace: Int32
+
+    init(name: String) {
+        self.name = name
+        nodeLockSpace = Self.lockSpace(name + ".node")
+        poolLockSpace = Self.lockSpace(name + ".pool")
+    }
+
+    /// A stable 32-bit name for `text` (FNV-1a): the same in every process.
+    private static func lockSpace(_ text: String) -> Int32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return Int32(bitPattern: hash)
+    }
+
+    /// An expression that is true once this session holds the lease `(space, id)`.
+    ///
+    /// It never waits: the lease of a node or pool whose connection was lost
+    /// may still be held by the old session, until the server notices that
+    /// its client is gone (see ``ClusterDatabase/sessionSettings``). A
+    /// heartbeat evaluates it each time, so the lease is taken again as soon
+    /// as it is free, and a waiting statement never holds back the vacuum.
+    func lease(_ space: Int32, _ id: Int64) -> String {
+        let key = Int32(truncatingIfNeeded: id)
+        return """
+            CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                                AND granted AND objsubid = 2 AND classid = \(UInt32(bitPattern: space))::oid
+                                AND objid = \(UInt32(bitPattern: key))::oid)
+                 THEN true ELSE pg_try_advisory_lock(\(space), \(key)) END
+            """
+    }
 
     /// The channel nodes listen on for new work and for cancellations.
     var workChannel: String { "\(name)_work" }

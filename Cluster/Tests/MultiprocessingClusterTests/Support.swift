@@ -15,6 +15,11 @@ let serverURL = ProcessInfo.processInfo.environment["MULTIPROCESSING_CLUSTER_URL
 let noServer =
     "no PostgreSQL server: run the cluster tests as Cluster/scripts/with-postgres.sh swift test --package-path Cluster"
 
+/// Every cluster test, one at a time: they share one server, which some of
+/// them restart or cut off, and a soak measures its tables.
+@Suite(.serialized, .enabled(if: serverURL != nil, Comment(rawValue: noServer)))
+enum ClusterTests {}
+
 /// A cluster of its own for one test: a fresh schema in the test server, and
 /// the node processes it started, killed and reaped at the end.
 final class TestCluster: @unchecked Sendable {
@@ -54,15 +59,21 @@ final class TestCluster: @unchecked Sendable {
 
     /// Runs `statement` on a connection of the test's own and returns its rows.
     func query(_ statement: PostgresQuery) async throws -> [PostgresRow] {
-        let connection = try await PostgresConnection.connect(
-            configuration: database.configuration, id: 1, logger: Logger(label: "test"))
+        let logger = Logger(label: "test")
         do {
-            let rows = try await connection.query(statement, logger: Logger(label: "test")).collect()
-            try await connection.close()
-            return rows
+            let connection = try await PostgresConnection.connect(
+                configuration: database.configuration, id: 1, logger: logger)
+            do {
+                let rows = try await connection.query(statement, logger: logger).collect()
+                try await connection.close()
+                return rows
+            } catch {
+                try? await connection.close()
+                throw error
+            }
         } catch {
-            try? await connection.close()
-            throw error
+            // postgres-nio's own description hides the server's message.
+            throw TestDatabaseError(description: "\(statement.sql): \(String(reflecting: error))")
         }
     }
 
@@ -92,6 +103,11 @@ final class TestCluster: @unchecked Sendable {
         for node in nodes { node.wait() }
         _ = try? await query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
     }
+}
+
+/// A statement of the test's own failed: the server's whole answer.
+struct TestDatabaseError: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// A node (or driver) process: the test node program.
