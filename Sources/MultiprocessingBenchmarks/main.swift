@@ -48,6 +48,7 @@ if selected("W4") {
 if selected("W5") { try pipeBulk(&report) }
 if selected("W5") || selected("X.shm") { try sharedMemoryWorkloads(&report) }
 if selected("X.lock") { try lockWorkloads(&report) }
+if selected("X.wire") { try wireWorkloads(&report) }
 // The pool workloads run last: they start threads, and W1.process.fork needs a single-threaded harness.
 if ["W2", "W3", "W6", "W7", "X.pool"].contains(where: selected) { try poolWorkloads(&report) }
 

@@ -590,6 +590,50 @@ struct WireFormatTests {
         expectDecodingFailure(Double.self, [0, 0, 0, 0, 0])
     }
 
+    /// A value in a keyed field: the general path, where the fast paths take top-level values.
+    struct WireTestBox<T: Codable & Equatable>: Codable, Equatable {
+        var v: T
+    }
+
+    @Test func narrowIntegersAreRangeCheckedAtTheirBoundsOnBothPaths() throws {
+        func fits<Wide: Codable & Equatable & FixedWidthInteger, Narrow: Codable & Equatable & FixedWidthInteger>(
+            _ value: Wide, as narrow: Narrow.Type, sourceLocation: SourceLocation = #_sourceLocation
+        ) throws {
+            let top = try WireDecoder().decode(Narrow.self, from: try WireEncoder().encode(value))
+            #expect(top == Narrow(value), sourceLocation: sourceLocation)
+            let boxed = try WireDecoder().decode(WireTestBox<Narrow>.self, from: try WireEncoder().encode(WireTestBox(v: value)))
+            #expect(boxed.v == Narrow(value), sourceLocation: sourceLocation)
+        }
+        func refused<Wide: Codable & Equatable & FixedWidthInteger, Narrow: Codable & Equatable>(
+            _ value: Wide, as narrow: Narrow.Type, _ name: String, sourceLocation: SourceLocation = #_sourceLocation
+        ) throws {
+            let top = expectDecodingFailure(Narrow.self, try WireEncoder().encode(value), sourceLocation: sourceLocation)
+            #expect(top.contains("value \(value) does not fit in \(name)"), "\(top)", sourceLocation: sourceLocation)
+            let boxed = expectDecodingFailure(
+                WireTestBox<Narrow>.self, try WireEncoder().encode(WireTestBox(v: value)), sourceLocation: sourceLocation)
+            #expect(boxed.contains("does not fit in \(name)") && boxed.contains("v"), "\(boxed)", sourceLocation: sourceLocation)
+        }
+        try fits(Int(Int16.min), as: Int16.self)
+        try fits(Int(Int16.max), as: Int16.self)
+        try refused(Int(Int16.min) - 1, as: Int16.self, "an Int16")
+        try refused(Int(Int16.max) + 1, as: Int16.self, "an Int16")
+        try fits(Int64(Int32.min), as: Int32.self)
+        try fits(Int64(Int32.max), as: Int32.self)
+        try refused(Int64(Int32.min) - 1, as: Int32.self, "an Int32")
+        try refused(Int64(Int32.max) + 1, as: Int32.self, "an Int32")
+        try fits(UInt(UInt16.max), as: UInt16.self)
+        try refused(UInt(UInt16.max) + 1, as: UInt16.self, "a UInt16")
+        try fits(UInt64(UInt32.max), as: UInt32.self)
+        try refused(UInt64(UInt32.max) + 1, as: UInt32.self, "a UInt32")
+        try fits(Int64.min, as: Int.self)
+        try fits(UInt64.max, as: UInt.self)
+        // One byte each: every byte is an Int8 or a UInt8, only 0 and 1 a Bool.
+        #expect(try roundTrip(WireTestBox(v: Int8.min)).v == Int8.min)
+        #expect(try WireDecoder().decode(Int8.self, from: try WireEncoder().encode(UInt8(0xff))) == -1)
+        let bool = expectDecodingFailure(WireTestBox<Bool>.self, try WireEncoder().encode(WireTestBox(v: UInt8(2))))
+        #expect(bool.contains("invalid Bool byte 2"))
+    }
+
     private func bytes(of value: Int) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }

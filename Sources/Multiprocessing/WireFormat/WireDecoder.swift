@@ -51,8 +51,8 @@ public struct WireDecoder: Sendable {
     ///   bytes are not a valid encoding of `type`; errors of other types thrown
     ///   by an `init(from:)` pass through unchanged.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
-        if let kind = WireScalars.kind(of: T.self) {
-            if let bits = WireScalars.bits(kind, from: bytes) { return WireScalars.value(bits, as: T.self) }
+        if let kind = WireFastPath.scalar(T.self) {
+            if let bits = WireFastPath.scalarBits(kind, from: bytes) { return WirePrimitive.value(bits, as: T.self) }
         } else if let kind = WireTrivialArrays.kind(of: T.self), let layout = WireTrivialArrays.layout(kind, of: bytes)
         {
             return WireTrivialArrays.array(kind, layout, from: bytes, as: T.self)

@@ -167,9 +167,9 @@ final class WireDecodingState: WireFrameStack {
         collapsed: Bool
     ) throws -> T {
         let value: T
-        if WireFormat.isPrimitive(T.self) {
+        if let kind = WirePrimitive.of(T.self) {
             do {
-                value = try reader.primitive(T.self, &position, limit)
+                value = try reader.primitive(T.self, kind, &position, limit)
             } catch {
                 throw failure(error.message, frame: parent, key: key)
             }
@@ -256,7 +256,7 @@ final class WireDecodingState: WireFrameStack {
     func decodeArray<E: Decodable>(
         _ type: E.Type, at position: inout Int, limit: Int, parent: Int, key: WirePathComponent
     ) throws -> [E] {
-        if WireFormat.isTrivialElement(E.self) {
+        if WirePrimitive.of(E.self)?.isTrivialElement == true {
             return try decodeTrivialArray(E.self, at: &position, limit: limit, parent: parent, key: key)
         }
         let count = try collectionCount(&position, limit, "an array", bytesEach: 1, parent: parent, key: key)
@@ -265,7 +265,7 @@ final class WireDecodingState: WireFrameStack {
             return array
         }
         array.reserveCapacity(reservation(count, stride: MemoryLayout<E>.stride))
-        let composite = !WireFormat.isPrimitive(E.self) && !(E.self is any WireSpecialDecodable.Type)
+        let composite = WirePrimitive.of(E.self) == nil && !(E.self is any WireSpecialDecodable.Type)
         try withCollectionFrame(parent: parent, key: key, start: position, limit: limit) { frame in
             for index in 0..<count {
                 if composite {
@@ -526,7 +526,7 @@ final class WireDecodingState: WireFrameStack {
         }
         var position = range.lowerBound
         do throws(WireFault) {
-            let value = try reader.primitive(T.self, &position, range.upperBound)
+            let value = try reader.primitive(T.self, WirePrimitive.of(T.self)!, &position, range.upperBound)
             guard position == range.upperBound else {
                 throw WireFault("\(range.upperBound - position) unexpected bytes after the value")
             }

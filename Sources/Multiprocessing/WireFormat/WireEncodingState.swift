@@ -298,40 +298,11 @@ final class WireEncodingState: WireFrameStack {
 
     @inline(__always)
     func encodePrimitive<T>(_ value: T) -> Bool {
-        if T.self == String.self {
-            appendString(unsafeBitCast(value, to: String.self))
-        } else if T.self == Int.self {
-            appendVarint(WireFormat.zigzag(Int64(unsafeBitCast(value, to: Int.self))))
-        } else if T.self == Double.self {
-            appendFixed(unsafeBitCast(value, to: Double.self).bitPattern)
-        } else if T.self == Bool.self {
-            buffer.append(unsafeBitCast(value, to: Bool.self) ? 1 : 0)
-        } else if T.self == Int64.self {
-            appendVarint(WireFormat.zigzag(unsafeBitCast(value, to: Int64.self)))
-        } else if T.self == UInt64.self {
-            appendVarint(unsafeBitCast(value, to: UInt64.self))
-        } else if T.self == Int32.self {
-            appendVarint(WireFormat.zigzag(Int64(unsafeBitCast(value, to: Int32.self))))
-        } else if T.self == UInt32.self {
-            appendVarint(UInt64(unsafeBitCast(value, to: UInt32.self)))
-        } else if T.self == UInt8.self {
-            buffer.append(unsafeBitCast(value, to: UInt8.self))
-        } else if T.self == Int8.self {
-            buffer.append(UInt8(bitPattern: unsafeBitCast(value, to: Int8.self)))
-        } else if T.self == Int16.self {
-            appendVarint(WireFormat.zigzag(Int64(unsafeBitCast(value, to: Int16.self))))
-        } else if T.self == UInt16.self {
-            appendVarint(UInt64(unsafeBitCast(value, to: UInt16.self)))
-        } else if T.self == UInt.self {
-            appendVarint(UInt64(unsafeBitCast(value, to: UInt.self)))
-        } else if T.self == Float.self {
-            appendFixed(unsafeBitCast(value, to: Float.self).bitPattern)
-        } else if T.self == Int128.self {
-            appendFixed(unsafeBitCast(value, to: Int128.self))
-        } else if T.self == UInt128.self {
-            appendFixed(unsafeBitCast(value, to: UInt128.self))
+        guard let kind = WirePrimitive.of(T.self) else { return false }
+        if kind == .string {
+            appendString(unsafeBitCast(value, to: String.self))  // T is String
         } else {
-            return false
+            kind.append(value, to: &buffer)
         }
         return true
     }
@@ -349,7 +320,7 @@ final class WireEncodingState: WireFrameStack {
     }
 
     func encodeArray<E: Encodable>(_ array: [E], parent: Int, key: WirePathComponent) throws {
-        if WireFormat.isTrivialElement(E.self) {
+        if WirePrimitive.of(E.self)?.isTrivialElement == true {
             appendTrivialArray(array)
             return
         }
@@ -369,7 +340,7 @@ final class WireEncodingState: WireFrameStack {
         // Elements that are neither primitive nor special go straight to their
         // own encode(to:), sparing a type check and a dynamic cast per element.
         let composite =
-            !WireFormat.isPrimitive(C.Element.self) && !(C.Element.self is any WireSpecialEncodable.Type)
+            WirePrimitive.of(C.Element.self) == nil && !(C.Element.self is any WireSpecialEncodable.Type)
         for element in elements {
             if composite {
                 try encodeComposite(element, parent: frame, key: .index(index))

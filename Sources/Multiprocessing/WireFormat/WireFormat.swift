@@ -53,22 +53,6 @@ enum WireFormat {
     /// cannot make the decoder allocate much more than the input holds.
     static let reservationBudget = 1 << 22
 
-    /// Whether arrays of this element type are written as raw little-endian element bytes.
-    static func isTrivialElement<E>(_ type: E.Type) -> Bool {
-        E.self == UInt8.self || E.self == Int8.self || E.self == Bool.self || E.self == Double.self
-            || E.self == Float.self || E.self == Int64.self || E.self == UInt64.self || E.self == Int32.self
-            || E.self == UInt32.self || E.self == Int16.self || E.self == UInt16.self
-            || ((E.self == Int.self || E.self == UInt.self) && MemoryLayout<Int>.size == 8)
-    }
-
-    /// Whether values of this type have an encoding of their own rather than their Codable methods.
-    static func isPrimitive<T>(_ type: T.Type) -> Bool {
-        T.self == String.self || T.self == Int.self || T.self == Double.self || T.self == Bool.self
-            || T.self == Int64.self || T.self == UInt64.self || T.self == Int32.self || T.self == UInt32.self
-            || T.self == UInt8.self || T.self == Int8.self || T.self == Int16.self || T.self == UInt16.self
-            || T.self == UInt.self || T.self == Float.self || T.self == Int128.self || T.self == UInt128.self
-    }
-
     @inline(__always)
     static func zigzag(_ value: Int64) -> UInt64 {
         UInt64(bitPattern: (value << 1) ^ (value >> 63))

@@ -35,7 +35,7 @@ extension Optional: WireSpecialEncodable where Wrapped: Encodable {
 
 extension Array: WireSpecialEncodable where Element: Encodable {
     var wireEncodedSize: Int? {
-        guard WireFormat.isTrivialElement(Element.self) else {
+        guard WirePrimitive.of(Element.self)?.isTrivialElement == true else {
             return nil
         }
         return WireFormat.varintSize(UInt64(count)) + count * MemoryLayout<Element>.stride
