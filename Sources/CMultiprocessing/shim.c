@@ -359,11 +359,8 @@ static void kill_descendants(void) {
 
 static void *lifeline_watch(void *arg) {
     int fd = (int)(intptr_t)arg;
-#if defined(__linux__)
-    // The library's threads are named "mp-...": a fork does not count them
-    // as the program's (see ThreadCensus).
-    (void)prctl(PR_SET_NAME, "mp-lifeline", 0, 0, 0);
-#endif
+    // Named "mp-lifeline" by its creator: the library's threads are named
+    // "mp-...", and a fork does not count them as the program's (see ThreadCensus).
     struct pollfd p = {.fd = fd, .events = POLLIN};
     for (;;) {
         int r = poll(&p, 1, -1);
@@ -379,6 +376,16 @@ static void *lifeline_watch(void *arg) {
     return NULL;
 }
 
+/* pthread_create and pthread_detach, called through pointers that the
+   dynamic linker fills when the program loads. A forked child is where the
+   watcher usually starts, and a first call through the PLT would bind the
+   symbol there, lazily: the lookup reads the libraries' symbol tables, whose
+   pages the child does not have mapped yet, a dozen page faults per child.
+   (The other calls of the start are bound in the parent by
+   mp_bind_forked_child_symbols.) Volatile, so the compiler calls through them. */
+static int (*volatile create_thread)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = pthread_create;
+static int (*volatile detach_thread)(pthread_t) = pthread_detach;
+
 int mp_watch_lifeline(int fd) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -387,18 +394,23 @@ int mp_watch_lifeline(int fd) {
     sigfillset(&all);
     // The watcher must never run a signal handler meant for the program.
     pthread_sigmask(SIG_SETMASK, &all, &old);
+#if defined(__linux__)
+    // Named from its first instant, so that a fork right after already sees
+    // it as the library's: a new thread takes its creator's name.
+    char name[16] = {0};
+    (void)prctl(PR_GET_NAME, name, 0, 0, 0);
+    (void)prctl(PR_SET_NAME, "mp-lifeline", 0, 0, 0);
+#endif
     pthread_t thread;
-    int err = pthread_create(&thread, &attr, lifeline_watch, (void *)(intptr_t)fd);
+    int err = create_thread(&thread, &attr, lifeline_watch, (void *)(intptr_t)fd);
+#if defined(__linux__)
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+#endif
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err == 0) {
         atomic_fetch_add(&own_threads, 1);
-#if defined(__linux__)
-        // Also named here, so that a fork right after already sees it as the
-        // library's; detached only then, so it cannot have ended and been freed.
-        (void)pthread_setname_np(thread, "mp-lifeline");
-#endif
-        pthread_detach(thread);
+        detach_thread(thread);
     }
     return err;
 }
@@ -486,6 +498,15 @@ void mp_bind_forked_child_symbols(void) {
     (void)sigaction(SIGSEGV, NULL, &action);
     stack_t stack;
     (void)sigaltstack(NULL, &stack);
+    // What starting the lifeline's watcher calls (mp_watch_lifeline), and the watcher.
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    (void)pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_destroy(&attr);
+    sigset_t all, current;
+    sigfillset(&all);
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &current);
+    (void)poll(NULL, 0, 0);
 }
 
 void mp_exit_now(int code) {

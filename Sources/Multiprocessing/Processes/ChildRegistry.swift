@@ -50,13 +50,13 @@ final class ChildRegistry: Sendable {
     func forgetAfterFork() {
         children.withLock { children in
             guard !children.isEmpty else { return }
-            Self.parentsChildren = children
+            // Kept for ever in memory of its own (not a global, whose first
+            // use would run its initialiser and the runtime's type lookups
+            // here, faulting in pages the parent shares).
+            UnsafeMutablePointer<[ObjectIdentifier: AnyChildProcess]>.allocate(capacity: 1).initialize(to: children)
             children = [:]
         }
     }
-
-    /// In a forked child: the parent's table, never used.
-    nonisolated(unsafe) private static var parentsChildren: [ObjectIdentifier: AnyChildProcess] = [:]
 
     private func snapshot() -> [AnyChildProcess] {
         children.withLock { Array($0.values) }

@@ -258,6 +258,9 @@ enum ForkServer {
     }
 
     private static let server = ForkSafeMutex<Server?>(nil)
+    /// Whether this process ever started the server: a forked child of one
+    /// that did not leaves `server` alone (see `Zygote.anyOpened`).
+    private static let everStarted = Atomic<Bool>(false)
 
     /// Asks the server for a worker holding `fds` at MP_FD_JOB, MP_FD_RESULT and
     /// MP_FD_FIRST_EXTRA on. The server is started on first use, and started
@@ -265,7 +268,10 @@ enum ForkServer {
     static func start(fds: [Int32]) throws -> LaunchedChild {
         try server.withLock { server in
             for attempt in 0..<2 {
-                if server == nil { server = try startServer() }
+                if server == nil {
+                    everStarted.store(true, ordering: .relaxed)
+                    server = try startServer()
+                }
                 do {
                     return try request(control: server!.control, fds: fds)
                 } catch let error as MultiprocessingError where error.code == .endOfStream && attempt == 0 {
@@ -278,6 +284,7 @@ enum ForkServer {
 
     /// In a forked child: the parent's server belongs to the parent.
     static func forgetAfterFork() {
+        guard everStarted.load(ordering: .relaxed) else { return }
         server.withLock { server in
             if let control = server?.control { Platform.close(control) }
             server = nil

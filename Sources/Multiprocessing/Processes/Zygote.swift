@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CMultiprocessing
+import Synchronization
 
 /// A fork server made by forking this process: the C loop of `boot.c`, in a
 /// copy of this process that keeps its state (a ``ForkingPool``'s closure).
@@ -55,6 +56,7 @@ final class Zygote: Sendable {
         }
         Platform.close(pair[1])
         openControls.withLock { $0.append(pair[0]) }
+        anyOpened.store(true, ordering: .relaxed)
         return Zygote(control: pair[0], pid: pid)
     }
 
@@ -63,9 +65,15 @@ final class Zygote: Sendable {
     /// zygote and its workers, a `.fork` child) must not keep a copy: one
     /// pool's terminate() would wait for another pool to end.
     private static let openControls = ForkSafeMutex<[Int32]>([])
+    /// Whether this process ever started a zygote. Without one, a forked
+    /// child leaves `openControls` alone: the first touch of a lazy global
+    /// runs its initialiser there, and the runtime's type lookups it needs
+    /// fault in a score of pages that the parent shares with the child.
+    private static let anyOpened = Atomic<Bool>(false)
 
     /// In a forked child: closes the copies of the parent's zygote sockets.
     static func forgetAfterFork() {
+        guard anyOpened.load(ordering: .relaxed) else { return }
         openControls.withLock { controls in
             for control in controls { Platform.close(control) }
             controls = []
