@@ -503,7 +503,9 @@ final class NodeAgent: Sendable {
         for chunk in running { pool.backend.cancel(chunk.group, stopRunning: true) }
         let id = try await control.run { [schema, logger, workers] connection in
             try await connection.query(
-                "SELECT pg_advisory_unlock(\(schema.nodeLockSpace), \(Int32(truncatingIfNeeded: me)))", logger: logger)
+                // Every count of the old lease (each heartbeat took it again); the
+                // control connection holds no other session lock.
+                "SELECT pg_advisory_unlock_all()", logger: logger)
             return try await Self.register(on: connection, schema: schema, workers: workers, logger: logger)
         }
         state.withLock { $0.nodeID = id }

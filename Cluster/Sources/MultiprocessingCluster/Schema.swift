@@ -48,14 +48,10 @@ struct Schema: Sendable {
     /// its client is gone (see ``ClusterDatabase/sessionSettings``). A
     /// heartbeat evaluates it each time, so the lease is taken again as soon
     /// as it is free, and a waiting statement never holds back the vacuum.
+    /// A session that holds the lock already only counts it again, in its own
+    /// table; `pg_advisory_unlock_all()` lets go of every count at once.
     func lease(_ space: Int32, _ id: Int64) -> String {
-        let key = Int32(truncatingIfNeeded: id)
-        return """
-            CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-                                AND granted AND objsubid = 2 AND classid = \(UInt32(bitPattern: space))::oid
-                                AND objid = \(UInt32(bitPattern: key))::oid)
-                 THEN true ELSE pg_try_advisory_lock(\(space), \(key)) END
-            """
+        "pg_try_advisory_lock(\(space), \(Int32(truncatingIfNeeded: id)))"
     }
 
     /// The channel nodes listen on for new work and for cancellations.

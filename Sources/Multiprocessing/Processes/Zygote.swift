@@ -55,8 +55,9 @@ final class Zygote: Sendable {
             mp_exit_now(code)
         }
         Platform.close(pair[1])
-        openControls.withLock { $0.append(pair[0]) }
+        // Set first: a fork between the two would otherwise keep the copy.
         anyOpened.store(true, ordering: .relaxed)
+        openControls.withLock { $0.append(pair[0]) }
         return Zygote(control: pair[0], pid: pid)
     }
 
